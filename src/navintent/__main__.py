@@ -1,0 +1,3 @@
+from navintent.cli import main
+
+raise SystemExit(main())

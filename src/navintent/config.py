@@ -122,7 +122,7 @@ class ModelConfig(ConfigBase):
     mha_ff_dim_factor: int = 4
     mha_dropout: float = 0.1
     down_dims: tuple[int, ...] = (64, 128, 256)
-    kernel_size: int = 5
+    kernel_size: int = 3  # diffusion_policy's ConditionalUnet1D default, which NoMaD's train.py uses
     n_groups: int = 8
     diffusion_step_embed_dim: int = 256
     cond_predict_scale: bool = False
@@ -176,6 +176,17 @@ class ModelConfig(ConfigBase):
         if any(d % self.n_groups for d in self.down_dims):
             raise ValueError(
                 f"every down_dims entry must be divisible by n_groups={self.n_groups}, got {self.down_dims}"
+            )
+        if self.len_traj_pred % 2 ** (len(self.down_dims) - 1):
+            raise ValueError(
+                f"len_traj_pred must be divisible by 2 ** (len(down_dims) - 1) = {2 ** (len(self.down_dims) - 1)} "
+                f"(the U-Net halves it per down stage), got {self.len_traj_pred}"
+            )
+        if self.encoding_size < 16:
+            raise ValueError(f"encoding_size must be >= 16 (distance head divides it by 16), got {self.encoding_size}")
+        if self.diffusion_step_embed_dim % 2 or self.diffusion_step_embed_dim < 4:
+            raise ValueError(
+                f"diffusion_step_embed_dim must be even and >= 4, got {self.diffusion_step_embed_dim}"
             )
         self.image_size = tuple(self.image_size)
         if len(self.image_size) != 2 or any(not isinstance(s, int) or s < 32 for s in self.image_size):
@@ -257,3 +268,306 @@ def preset_model_config(name: str) -> ModelConfig:
             z_dim=8,
         )
     raise ValueError(f"unknown preset: expected one of ['tiny', 'demo', 'nomad'], got {name!r}")
+
+
+@dataclass
+class IntentConfig(ConfigBase):
+    """Two-stage intent path (``navintent.models.intent``): Encoder1 -> q(z1), Encoder2 -> z2 = ``latent_z``.
+
+    ``z1_dim`` is the high-level intent width; z2's width is the model's ``z_dim``. ``ref_dim`` is D of
+    ``ref_traj [B, T_ref, D]``; reference values are divided by ``ref_scale`` before the embedding (they are in
+    spacing units, as the actions). ``enc1_layers`` transformer layers read [query, obs tokens, goal, null
+    reference, reference steps]; ``enc2_hidden`` is the width of Encoder2's MLP. ``ref_dropout`` is the
+    probability that a sample with a reference is trained reference-free (null token); ``latent_dropout`` the
+    probability that a sample trains the unconditional (``latent_z=None``) branch CFG needs. The KL term is
+    weighted by ``beta * min(1, step / kl_warmup_steps)`` (``kl_warmup_steps = 0``: no warm-up).
+    """
+
+    z1_dim: int = 16
+    ref_dim: int = 2
+    ref_scale: float = 1.0
+    enc1_layers: int = 2
+    enc2_hidden: int = 256
+    ref_dropout: float = 0.3
+    latent_dropout: float = 0.1
+    beta: float = 1e-3
+    kl_warmup_steps: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("z1_dim", "ref_dim", "enc1_layers", "enc2_hidden"):
+            _check_positive(name, getattr(self, name))
+        _check_non_negative("kl_warmup_steps", self.kl_warmup_steps)
+        _check_probability("ref_dropout", self.ref_dropout)
+        _check_probability("latent_dropout", self.latent_dropout)
+        for name in ("ref_scale", "beta"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if self.ref_scale == 0:
+            raise ValueError(f"ref_scale must be > 0, got {self.ref_scale!r}")
+
+    def kl_weight(self, step: int) -> float:
+        """beta(step): linear warm-up from 0 to ``beta`` over ``kl_warmup_steps`` optimiser steps."""
+        if self.kl_warmup_steps == 0:
+            return float(self.beta)
+        return float(self.beta) * min(1.0, step / self.kl_warmup_steps)
+
+
+@dataclass
+class TrainConfig(ConfigBase):
+    """Training-loop settings (``navintent train``); names follow nomad.yaml where NoMaD has them.
+
+    ``batch_size`` is PER PROCESS (DDP convention); the global batch is ``batch_size * world_size``.
+    The LR follows a linear warm-up (``warmup_steps``, or ``warmup_epochs`` epochs when ``warmup_steps`` is 0;
+    none when ``warmup`` is false) then a cosine decay to 0 over ``epochs`` epochs (``scheduler: constant``
+    keeps it flat). ``max_steps`` (0 = unlimited) only stops the run early; it never reshapes the schedule, so a
+    run stopped and resumed follows the same curve. The loss is ``alpha * distance + (1 - alpha) * diffusion +
+    beta(step) * KL`` (NoMaD's weighting plus the intent KL). ``clipping``/``max_norm``: gradient-norm clipping.
+    EMA: decay ``min(ema_max_decay, 1 - (1 + s) ** -ema_power)`` with ``s`` = updates so far - 1 (NoMaD's
+    diffusers EMAModel with power 0.75). ``freeze``: parameter groups kept fixed ("vision": the vision encoder;
+    "denoiser": noise_pred_net and dist_pred_net). Checkpoints every ``checkpoint_every`` steps (0 = epoch ends
+    only) and at each epoch end; the newest ``keep_checkpoints`` step files are kept beside ``latest.pt``.
+    Evaluation on the test split every ``eval_freq`` epochs and every ``eval_every`` steps (0 = off), on at
+    most ``eval_fraction`` of it and ``eval_max_batches`` batches, drawing ``eval_num_samples`` trajectories
+    per observation for ADE/FDE. Scalars are logged every ``print_log_freq`` steps.
+    """
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    batch_size: int = 16
+    epochs: int = 10
+    max_steps: int = 0
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    warmup: bool = True
+    warmup_epochs: float = 1.0
+    warmup_steps: int = 0
+    clipping: bool = True
+    max_norm: float = 1.0
+    goal_mask_prob: float = 0.5
+    alpha: float = 1e-4
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    seed: int = 0
+    num_workers: int = 0
+    freeze: tuple[str, ...] = ()
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    print_log_freq: int = 10
+    eval_freq: int = 1
+    eval_every: int = 0
+    eval_fraction: float = 1.0
+    eval_max_batches: int = 8
+    eval_num_samples: int = 8
+    num_images_log: int = 4
+
+    FREEZE_GROUPS: ClassVar[tuple[str, ...]] = ("vision", "denoiser")
+    # nomad.yaml keys this section reads (everything else there is another section's or ignored on purpose).
+    NOMAD_KEYS: ClassVar[tuple[str, ...]] = (
+        "lr",
+        "batch_size",
+        "epochs",
+        "optimizer",
+        "scheduler",
+        "warmup",
+        "warmup_epochs",
+        "clipping",
+        "max_norm",
+        "goal_mask_prob",
+        "alpha",
+        "seed",
+        "num_workers",
+        "print_log_freq",
+        "eval_freq",
+        "eval_fraction",
+        "num_images_log",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "eval_freq", "eval_max_batches", "eval_num_samples", "print_log_freq"):
+            _check_positive(name, getattr(self, name))
+        for name in (
+            "max_steps",
+            "warmup_steps",
+            "checkpoint_every",
+            "seed",
+            "num_workers",
+            "eval_every",
+            "num_images_log",
+        ):
+            _check_non_negative(name, getattr(self, name))
+        _check_positive("keep_checkpoints", self.keep_checkpoints)
+        for name in ("goal_mask_prob", "alpha", "eval_fraction", "ema_max_decay"):
+            _check_probability(name, getattr(self, name))
+        if self.eval_fraction == 0:
+            raise ValueError(f"eval_fraction must be in (0, 1], got {self.eval_fraction!r}")
+        for name in ("lr", "weight_decay", "max_norm", "ema_power", "warmup_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        self.lr = float(self.lr)
+        if self.lr == 0 or self.max_norm == 0 or self.ema_power == 0:
+            raise ValueError(
+                f"lr, max_norm and ema_power must be > 0, got {self.lr!r}, {self.max_norm!r}, {self.ema_power!r}"
+            )
+        self.optimizer = str(self.optimizer).lower()
+        if self.optimizer != "adamw":
+            raise ValueError(f"optimizer must be 'adamw', got {self.optimizer!r}")
+        self.scheduler = str(self.scheduler).lower()
+        if self.scheduler not in ("cosine", "constant"):
+            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {self.scheduler!r}")
+        for name in ("warmup", "clipping"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.freeze, str):
+            self.freeze = (self.freeze,)
+        self.freeze = tuple(self.freeze or ())
+        bad = [g for g in self.freeze if g not in self.FREEZE_GROUPS]
+        if bad:
+            raise ValueError(f"freeze entries must be among {list(self.FREEZE_GROUPS)}, got {bad}")
+
+    @classmethod
+    def from_nomad_yaml(cls, data: dict[str, Any], **overrides: Any) -> TrainConfig:
+        """Read NoMaD's nomad.yaml dict: keys in ``NOMAD_KEYS`` are used, the rest ignored by design."""
+        picked = {k: data[k] for k in cls.NOMAD_KEYS if k in data}
+        if isinstance(picked.get("lr"), str):  # YAML 1.1 reads "1e-4" as a string
+            picked["lr"] = float(picked["lr"])
+        if isinstance(picked.get("alpha"), str):
+            picked["alpha"] = float(picked["alpha"])
+        picked.update(overrides)
+        return cls.from_dict(picked)
+
+
+# nomad.yaml keys that ``navintent train`` knowingly ignores in a flat config (logging services, hardware,
+# dataset paths given by --data_dir instead, options NoMaD's model does not use).
+NOMAD_IGNORED_KEYS: tuple[str, ...] = (
+    "project_name",
+    "run_name",
+    "use_wandb",
+    "train",
+    "gpu_ids",
+    "cyclic_period",
+    "plateau_patience",
+    "plateau_factor",
+    "model_type",
+    "vision_encoder",
+    "attn_unet",
+    "normalize",
+    "context_type",
+    "distance",
+    "action",
+    "datasets",
+    "image_log_freq",
+    "pairwise_test_freq",
+    "wandb_log_freq",
+    "load_run",
+)
+
+
+@dataclass
+class TwoStageTrainingConfig(ConfigBase):
+    """Everything ``navintent train`` needs: the model, scheduler, intent and train sections.
+
+    On disk either sectioned (``model:``, ``scheduler:``, ``intent:``, ``train:``; unknown keys rejected) or a flat
+    nomad.yaml-style mapping (see :meth:`from_mapping`).
+    """
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
+    intent: IntentConfig = dataclasses.field(default_factory=IntentConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    NESTED: ClassVar[dict[str, type[ConfigBase]]] = {
+        "model": ModelConfig,
+        "scheduler": SchedulerConfig,
+        "intent": IntentConfig,
+        "train": TrainConfig,
+    }
+
+    @classmethod
+    def from_mapping(
+        cls, data: dict[str, Any], *, base: TwoStageTrainingConfig | None = None, where: str = ""
+    ) -> TwoStageTrainingConfig:
+        """Overlay a config mapping on ``base`` (default: the ``nomad`` preset).
+
+        Sectioned mappings override per section, key by key. A flat mapping (no section names at top level) is
+        read as nomad.yaml: each key goes to the section that has a field of that name (``num_diffusion_iters``
+        to the scheduler); keys in ``NOMAD_IGNORED_KEYS`` are skipped; any other key raises ``ValueError`` naming it.
+        """
+        base = base or preset_training_config("nomad")
+        loc = f" in {where}" if where else ""
+        sections = {name: getattr(base, name).to_dict() for name in cls.NESTED}
+        if any(name in data for name in cls.NESTED):
+            unknown = sorted(set(data) - set(cls.NESTED))
+            if unknown:
+                raise ValueError(f"unknown config sections{loc}: {unknown}; known are {sorted(cls.NESTED)}")
+            for name, values in data.items():
+                if values is None:
+                    continue
+                if not isinstance(values, dict):
+                    raise ValueError(f"section {name!r}{loc} must be a mapping, got {type(values).__name__}")
+                sections[name].update(values)
+        else:
+            owners = {
+                field: name for name, section in cls.NESTED.items() for field in section.field_names()
+            }
+            unknown = []
+            for key, value in data.items():
+                if key == "num_diffusion_iters":
+                    sections["scheduler"]["num_train_timesteps"] = int(value)
+                elif key in owners:
+                    sections[owners[key]][key] = value
+                elif key not in NOMAD_IGNORED_KEYS:
+                    unknown.append(key)
+            if unknown:
+                raise ValueError(
+                    f"unknown config keys{loc}: {sorted(unknown)}; they belong to no section "
+                    f"(model, scheduler, intent, train) and are not nomad.yaml keys ignored on purpose"
+                )
+            for key in ("lr", "alpha", "weight_decay"):
+                if isinstance(sections["train"].get(key), str):  # YAML 1.1 reads "1e-4" as a string
+                    sections["train"][key] = float(sections["train"][key])
+        return cls.from_dict(sections, where=where)
+
+    @classmethod
+    def load_yaml(cls, path: str | Path, *, base: TwoStageTrainingConfig | None = None) -> TwoStageTrainingConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"config file not found: {path}") from err
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML: {err}") from err
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a mapping at top level, got {type(data).__name__}")
+        return cls.from_mapping(data, base=base, where=str(path))
+
+
+def preset_training_config(name: str) -> TwoStageTrainingConfig:
+    """``tiny`` (tests: seconds per step on CPU), ``demo`` (minutes on CPU), ``nomad`` (the paper's sizes)."""
+    model = preset_model_config(name)
+    if name == "nomad":
+        return TwoStageTrainingConfig(model=model)
+    if name == "demo":
+        return TwoStageTrainingConfig(
+            model=model,
+            intent=IntentConfig(z1_dim=8, enc1_layers=1, enc2_hidden=128, kl_warmup_steps=200),
+            train=TrainConfig(lr=3e-4, batch_size=32, checkpoint_every=200, eval_max_batches=4),
+        )
+    return TwoStageTrainingConfig(
+        model=model,
+        intent=IntentConfig(z1_dim=4, enc1_layers=1, enc2_hidden=32, kl_warmup_steps=10),
+        train=TrainConfig(
+            lr=1e-3,
+            batch_size=4,
+            epochs=1,
+            checkpoint_every=0,
+            print_log_freq=1,
+            eval_max_batches=1,
+            eval_num_samples=2,
+            num_images_log=1,
+            warmup_steps=2,
+        ),
+    )

@@ -12,7 +12,10 @@ import importlib
 import sys
 
 # command name -> module that registers it (a command module may register several names).
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "check-data": "navintent.data.cli",
+    "split": "navintent.data.cli",
+}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -1,0 +1,202 @@
+"""Image decoding (NoMaD's crop + resize) and the decoded-image cache shared by DataLoader workers.
+
+Decision (why a uint8 ``.npy`` memmap and not LMDB as NoMaD): NoMaD's LMDB stores the JPEG *bytes*, so every
+sample still decodes, crops and resizes ``context_size + 2`` full-size JPEGs. Here each image is decoded ONCE
+into one uint8 array ``[N_images, H, W, 3]`` per (image list, image size), written to a temporary file and
+renamed into place (atomic: readers never see a half-written cache; concurrent builders, e.g. DDP ranks, each
+write their own temporary file and the last rename wins with identical content). Workers open it read-only
+with ``np.load(mmap_mode="r")``; the OS page cache shares the pages between all workers and processes, a read
+is a memory copy (no decode), there is no extra dependency and nothing to lock. Cost: disk = N * H * W * 3
+bytes (27.6 kB per frame at 96x96).
+
+Staleness (NoMaD's trap: its LMDB and index pickles are keyed by name only): the file name carries a SHA-256
+of the format version, the crop/resize rule, ``image_size``, the dataset folder and every image's relative
+path, size and mtime (ns). Changing any image, adding or removing one, or changing a parameter gives a new key,
+hence a fresh cache; an old cache is never read for new data.
+
+Location: ``cache_dir`` argument, else ``$NAVINTENT_CACHE_DIR``, else ``$XDG_CACHE_HOME/navintent/images``,
+else ``~/.cache/navintent/images``. A user cache dir rather than the dataset folder, because dataset folders are
+often read-only or shared, and the content key makes one shared cache directory safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from navintent.data.format import DataError
+
+CACHE_FORMAT_VERSION = 1
+# Identifies the decode rule below; change it whenever crop_and_resize changes.
+CROP_RULE = "center-crop-4:3(nomad-int-round,height-crop-if-narrower)|PIL-BICUBIC|RGB"
+ASPECT_RATIO = 4 / 3
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def default_cache_dir() -> Path:
+    """``$NAVINTENT_CACHE_DIR`` or ``$XDG_CACHE_HOME/navintent/images`` or ``~/.cache/navintent/images``."""
+    if os.environ.get("NAVINTENT_CACHE_DIR"):
+        return Path(os.environ["NAVINTENT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "navintent" / "images"
+
+
+def crop_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """Centre 4:3 crop box ``(left, top, right, bottom)`` for an image of ``width x height`` pixels.
+
+    Same sizes and offsets as NoMaD's ``resize_and_aspect_crop`` (``int(h * 4/3)`` or ``int(w / (4/3))``,
+    offsets ``round((size - crop) / 2)``), except that an image wider than tall but narrower than 4:3 is cropped
+    in height, where NoMaD's ``center_crop`` would zero-pad it in width.
+    """
+    if width * 3 > height * 4:  # wider than 4:3: crop width
+        crop_w, crop_h = int(height * ASPECT_RATIO), height
+    else:
+        crop_w, crop_h = width, int(width / ASPECT_RATIO)
+    left = int(round((width - crop_w) / 2.0))
+    top = int(round((height - crop_h) / 2.0))
+    return left, top, left + crop_w, top + crop_h
+
+
+def decode_image(path: Path, image_size: Sequence[int]) -> np.ndarray:
+    """Decode ``path``, centre-crop to 4:3, resize to ``image_size`` = [width, height] (bicubic).
+
+    Returns uint8 ``[height, width, 3]``. Raises :class:`DataError` naming the file if it is missing,
+    unreadable, not an image or truncated.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()  # raises OSError on a truncated file (PIL's LOAD_TRUNCATED_IMAGES stays False)
+            rgb = img.convert("RGB")
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: image file is missing") from err
+    except UnidentifiedImageError as err:
+        raise DataError(f"{path}: not a readable image") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: unreadable or truncated image: {err}") from err
+    rgb = rgb.crop(crop_box(*rgb.size)).resize((int(image_size[0]), int(image_size[1])), Image.BICUBIC)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def normalize_frames(frames: np.ndarray) -> np.ndarray:
+    """uint8 ``[F, H, W, 3]`` -> float32 ``[3F, H, W]``: [0, 1], ImageNet mean/std per frame, frames in order."""
+    x = frames.astype(np.float32) * np.float32(1.0 / 255.0)
+    x -= IMAGENET_MEAN
+    x /= IMAGENET_STD
+    f, h, w, _ = x.shape
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(f * 3, h, w)
+
+
+def cache_key(paths: Sequence[Path], image_size: Sequence[int], root: Path) -> str:
+    """SHA-256 over version, crop rule, size, root and each image's (relative path, size, mtime_ns).
+
+    Raises :class:`DataError` naming the first missing image.
+    """
+    h = hashlib.sha256()
+    h.update(f"v{CACHE_FORMAT_VERSION}|{CROP_RULE}|{int(image_size[0])}x{int(image_size[1])}|".encode())
+    h.update(str(Path(root).resolve()).encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError as err:
+            raise DataError(f"{p}: image file is missing") from err
+        rel = os.path.relpath(p, root)
+        h.update(f"\n{rel}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+class ImageStore:
+    """Decoded images by index: ``store[i] -> uint8 [H, W, 3]``, ``store.take(idx) -> [len(idx), H, W, 3]``.
+
+    ``use_cache=True``: memmap cache (see module docstring), built on first use with a progress bar,
+    decoding every image once, so a bad image is reported at construction, never in a worker.
+    ``use_cache=False``: decodes on every access (slow; for one-off inspection).
+    Picklable: the memmap is reopened lazily in each worker process.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        image_size: Sequence[int],
+        *,
+        root: Path,
+        name: str,
+        use_cache: bool = True,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.use_cache = use_cache
+        self._array: np.ndarray | None = None
+        self.cache_path: Path | None = None
+        key = cache_key(self.paths, self.image_size, root)  # also checks every image exists
+        if use_cache:
+            directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "dataset"
+            w, h = self.image_size
+            self.cache_path = directory / f"{safe}-{w}x{h}-{len(self.paths)}-{key[:24]}.npy"
+            if not self.cache_path.exists():
+                self._build(progress)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _build(self, progress: bool) -> None:
+        assert self.cache_path is not None
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_path.with_name(f".{self.cache_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        w, h = self.image_size
+        errors: list[str] = []
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self.paths), h, w, 3))
+            for i, p in enumerate(
+                tqdm(self.paths, desc=f"caching {self.cache_path.name}", disable=not progress)
+            ):
+                try:
+                    out[i] = decode_image(p, self.image_size)
+                except DataError as err:
+                    errors.append(str(err))
+            out.flush()
+            del out
+            if errors:
+                more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
+                raise DataError(f"{len(errors)} bad image(s):\n" + "\n".join(errors[:20]) + more)
+            os.replace(tmp, self.cache_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def _open(self) -> np.ndarray:
+        if self._array is None:
+            assert self.cache_path is not None
+            arr = np.load(self.cache_path, mmap_mode="r")
+            expected = (len(self.paths), self.image_size[1], self.image_size[0], 3)
+            if arr.shape != expected or arr.dtype != np.uint8:
+                raise DataError(
+                    f"{self.cache_path}: cache has shape {arr.shape} {arr.dtype}, expected {expected}"
+                )
+            self._array = arr
+        return self._array
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """uint8 ``[len(indices), H, W, 3]`` (a copy)."""
+        if self.use_cache:
+            return self._open()[np.asarray(indices, dtype=np.int64)]
+        return np.stack([decode_image(self.paths[int(i)], self.image_size) for i in indices])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.take([i])[0]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_array"] = None  # each process maps the file itself
+        return state

@@ -1,0 +1,401 @@
+"""Checkpoints: the native safe format, nomad.pth import, and the seed's packaged (pickled) format.
+
+Three kinds of file, one entry point (:func:`load_policy`):
+
+- **native** — a plain dict loadable with ``torch.load(weights_only=True)``::
+
+      {"format": "navintent", "version": 1,
+       "config": {"model": {...}, "scheduler": {...}, ["intent": {...}]},
+       "model": state_dict, "ema": state_dict | None, ...extra (e.g. "train_state", "z2_stats")}
+
+  written atomically (temp file in the same folder, fsync, ``os.replace``).
+- **nomad.pth** — a bare state dict as visualnav-transformer saves it (keys may carry DataParallel's
+  ``module.`` prefix) plus a config (a nomad.yaml path or dict, or navintent config sections). Import is
+  strict: every key in the file must be consumed and every NoMaD tensor filled, else a ``ValueError``
+  lists missing keys, unexpected keys and shape mismatches, and says which config values the file's
+  shapes imply where they contradict the config. Modules nomad.pth does not have
+  (``model.NEW_MODULE_PREFIXES``, e.g. ``z_proj.``) keep their initialisation.
+- **packaged** — the seed's ``{"ema_model": <module>, "noise_scheduler": <scheduler>}`` (or a pickled model
+  object). Loading it unpickles arbitrary objects, i.e. can execute code from the file, so it requires
+  ``trust_checkpoint=True``. Without it nothing is unpickled: files are always first opened with
+  ``weights_only=True``, and the refusal explains why.
+
+Decision: :func:`load_policy` returns the EMA weights of a native checkpoint when it has them (that is what
+NoMaD deploys); pass ``weights="model"`` for the raw training weights. Models come back in eval mode.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from navintent.config import ModelConfig, SchedulerConfig
+
+NATIVE_FORMAT = "navintent"
+NATIVE_VERSION = 1
+_RESERVED_KEYS = ("format", "version", "config", "model", "ema")
+_PICKLE_PROTOCOL_2PLUS = b"\x80"
+DATA_PARALLEL_PREFIX = "module."
+
+
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint needs unpickling of Python objects and ``trust_checkpoint`` was not given."""
+
+
+# --------------------------------------------------------------------------------------------------
+# reading files
+# --------------------------------------------------------------------------------------------------
+def _check_readable(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    if not head:
+        raise ValueError(f"checkpoint {path} is empty")
+    if not zipfile.is_zipfile(path) and not head.startswith(_PICKLE_PROTOCOL_2PLUS):
+        raise ValueError(
+            f"checkpoint {path} is not a PyTorch file (neither a torch.save zip archive nor a pickle)"
+        )
+
+
+def _torch_load(path: str | Path, trust_checkpoint: bool) -> Any:
+    """``torch.load`` on CPU: ``weights_only=True`` first; objects only with ``trust_checkpoint``."""
+    path = Path(path)
+    _check_readable(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise ValueError(f"checkpoint {path} is corrupt or truncated: {err}") from err
+        if not trust_checkpoint:
+            needed = next((ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln), "")
+            raise UntrustedCheckpointError(
+                f"checkpoint {path} contains pickled Python objects, not just tensors and plain data "
+                f"({needed or 'objects outside the weights-only allow-list'}). Unpickling them can run arbitrary "
+                "code from the file, so it was refused and nothing in it was executed. If you trust the file's "
+                "source, pass trust_checkpoint=True (CLI: --trust-checkpoint)."
+            ) from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"checkpoint {path} is corrupt or truncated: {err}") from err
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"checkpoint {path} is corrupt or truncated: {err}") from err
+
+
+def _is_native(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and obj.get("format") == NATIVE_FORMAT
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    )
+
+
+def _validate_native(obj: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    version = obj.get("version")
+    if version != NATIVE_VERSION:
+        raise ValueError(
+            f"{path}: unsupported navintent checkpoint version {version!r}; expected {NATIVE_VERSION}"
+        )
+    missing = [k for k in ("config", "model") if k not in obj]
+    if missing:
+        raise ValueError(f"{path}: native checkpoint lacks entries {missing}")
+    return dict(obj)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw native checkpoint dict (for training resume); loaded with ``weights_only=True`` only."""
+    path = Path(path)
+    obj = _torch_load(path, trust_checkpoint=False)
+    if not _is_native(obj):
+        raise ValueError(
+            f"{path} is not a native navintent checkpoint (no 'format': {NATIVE_FORMAT!r} entry); "
+            "use load_policy for nomad.pth or packaged files"
+        )
+    return _validate_native(obj, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# writing files
+# --------------------------------------------------------------------------------------------------
+def _atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _cpu_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in state.items()}
+
+
+def model_config_sections(model: nn.Module) -> dict[str, Any]:
+    """Config sections describing ``model``'s architecture: its ``config_sections()`` if it has one, else
+    ``{"model": model.config}`` (plain dicts)."""
+    if hasattr(model, "config_sections"):
+        sections = dict(model.config_sections())
+    elif isinstance(getattr(model, "config", None), ModelConfig):
+        sections = {"model": model.config}
+    else:
+        raise ValueError(
+            f"cannot describe {type(model).__name__} as config sections: it has no ModelConfig .config"
+        )
+    return {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in sections.items()}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    ema_state: Mapping[str, Tensor] | None = None,
+    scheduler_config: SchedulerConfig,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a native checkpoint atomically; returns its path.
+
+    ``extra`` entries (e.g. ``train_state``, ``z2_stats``) are stored at top level and must be plain data /
+    tensors (weights-only loadable) and must not reuse the reserved keys ``format, version, config, model, ema``.
+    """
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(_RESERVED_KEYS))
+    if clash:
+        raise ValueError(f"extra entries may not use reserved checkpoint keys, got {clash}")
+    config = model_config_sections(model)
+    config["scheduler"] = scheduler_config.to_dict()
+    payload = {
+        "format": NATIVE_FORMAT,
+        "version": NATIVE_VERSION,
+        "config": config,
+        "model": _cpu_state(model.state_dict()),
+        "ema": _cpu_state(ema_state) if ema_state is not None else None,
+        **extra,
+    }
+    return _atomic_torch_save(payload, path)
+
+
+def export_packaged(
+    path: str | Path, model: nn.Module, scheduler_config: SchedulerConfig | None = None
+) -> Path:
+    """Write the seed's packaged format ``{"ema_model": model, "noise_scheduler": DDPMScheduler}`` (pickled objects).
+
+    Loading it back needs ``trust_checkpoint=True``. The scheduler defaults to ``model.scheduler_config``.
+    """
+    from navintent.models import build_noise_scheduler
+
+    sched_cfg = scheduler_config or getattr(model, "scheduler_config", None) or SchedulerConfig()
+    return _atomic_torch_save({"ema_model": model, "noise_scheduler": build_noise_scheduler(sched_cfg)}, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# nomad.pth import
+# --------------------------------------------------------------------------------------------------
+def _read_config_arg(config: Any) -> dict[str, Any]:
+    if isinstance(config, ModelConfig):
+        return {"model": config}
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"config file not found: {path}") from err
+        except yaml.YAMLError as err:
+            raise ValueError(f"config {path} is not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"config {path} must hold a mapping, got {type(data).__name__}")
+        return _sections_from_mapping(data)
+    if isinstance(config, Mapping):
+        return _sections_from_mapping(dict(config))
+    raise ValueError(f"config must be a YAML path, a dict or a ModelConfig, got {type(config).__name__}")
+
+
+def _sections_from_mapping(data: dict[str, Any]) -> dict[str, Any]:
+    """navintent sections (``{"model": {...}, ...}``) pass through; otherwise the dict is read as nomad.yaml."""
+    if isinstance(data.get("model"), Mapping):
+        return data
+    return {
+        "model": ModelConfig.from_nomad_yaml(data),
+        "scheduler": SchedulerConfig.from_nomad_yaml(data),
+    }
+
+
+def strip_data_parallel_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Drop DataParallel's leading ``module.`` from every key that has it."""
+    n = len(DATA_PARALLEL_PREFIX)
+    return {(k[n:] if k.startswith(DATA_PARALLEL_PREFIX) else k): v for k, v in state.items()}
+
+
+def _implied_config(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Config values a NoMaD state dict's shapes imply (only those that can be read off it)."""
+    implied: dict[str, Any] = {}
+    pos = state.get("vision_encoder.positional_encoding.pos_enc")
+    if pos is not None and pos.ndim == 3:
+        implied["context_size"] = pos.shape[1] - 2
+        implied["encoding_size"] = pos.shape[2]
+    layer_ids = {
+        int(k.split(".")[3])
+        for k in state
+        if k.startswith("vision_encoder.sa_encoder.layers.") and k.split(".")[3].isdigit()
+    }
+    if layer_ids:
+        implied["mha_num_attention_layers"] = max(layer_ids) + 1
+    lin1 = state.get("vision_encoder.sa_layer.linear1.weight")
+    if lin1 is not None and "encoding_size" in implied:
+        implied["mha_ff_dim_factor"] = lin1.shape[0] // implied["encoding_size"]
+    down = []
+    while (w := state.get(f"noise_pred_net.down_modules.{len(down)}.0.blocks.0.block.0.weight")) is not None:
+        down.append(int(w.shape[0]))
+        implied["kernel_size"] = int(w.shape[2])
+    if down:
+        implied["down_dims"] = tuple(down)
+        film = state.get("noise_pred_net.mid_modules.0.cond_encoder.1.weight")
+        if film is not None:
+            implied["cond_predict_scale"] = film.shape[0] == 2 * down[-1]
+    step = state.get("noise_pred_net.diffusion_step_encoder.3.weight")
+    if step is not None:
+        implied["diffusion_step_embed_dim"] = step.shape[0]
+    final = state.get("noise_pred_net.final_conv.1.weight")
+    if final is not None:
+        implied["learn_angle"] = final.shape[0] == 4
+    return implied
+
+
+def _fmt_keys(keys: list[str], limit: int = 20) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{', ...' if len(keys) > limit else ''}]"
+
+
+def import_nomad_state_dict(
+    model: nn.Module, state: Mapping[str, Tensor], *, source: str = "state dict"
+) -> None:
+    """Load a nomad.pth-style state dict into ``model`` strictly (see the module docstring); in place."""
+    state = strip_data_parallel_prefix(state)
+    own = model.state_dict()
+    new_prefixes = tuple(getattr(model, "NEW_MODULE_PREFIXES", ()))
+    required = {k for k in own if not k.startswith(new_prefixes)}
+    missing = sorted(required - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(state) & set(own) if tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or mismatched:
+        parts = [f"{source} does not match the model (strict NoMaD import)"]
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_fmt_keys(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
+        if mismatched:
+            shapes = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}" for k in mismatched]
+            parts.append(f"shape mismatches ({len(mismatched)}): {_fmt_keys(shapes, limit=10)}")
+        config = getattr(model, "config", None)
+        if isinstance(config, ModelConfig):
+            contradictions = [
+                f"{name}: file implies {value!r}, config says {getattr(config, name)!r}"
+                for name, value in _implied_config(state).items()
+                if getattr(config, name) != value
+            ]
+            if contradictions:
+                parts.append("the file's shapes contradict the config: " + "; ".join(contradictions))
+        raise ValueError("\n  ".join(parts))
+    merged = {k: (state[k] if k in state else own[k]) for k in own}
+    model.load_state_dict(merged, strict=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------------------------------
+def load_policy(
+    path: str | Path,
+    config: str | Path | Mapping[str, Any] | ModelConfig | None = None,
+    trust_checkpoint: bool = False,
+    *,
+    weights: str = "ema",
+) -> nn.Module:
+    """Load a policy from any supported file (native, nomad.pth + ``config``, or packaged with trust); eval mode.
+
+    ``config``: for nomad.pth only — a nomad.yaml path/dict, navintent config sections, or a ModelConfig;
+    native checkpoints carry their own and reject a second one. ``weights``: ``"ema"`` (default; falls back to
+    the raw weights only when the file stores no EMA) or ``"model"``.
+    """
+    from navintent.models import build_model, scheduler_config_from_sections
+
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
+    path = Path(path)
+    obj = _torch_load(path, trust_checkpoint=trust_checkpoint)
+    if _is_native(obj):
+        if config is not None:
+            raise ValueError(f"{path} is a native checkpoint and carries its own config; do not pass config=")
+        ckpt = _validate_native(obj, path)
+        model = build_model(ckpt["config"])
+        which = "ema" if weights == "ema" and ckpt.get("ema") is not None else "model"
+        _load_exact(model, ckpt[which], source=f"{path} ({which} weights)")
+    elif _is_state_dict(obj):
+        if config is None:
+            raise ValueError(
+                f"{path} is a bare state dict (nomad.pth style) and holds no config; pass config= a nomad.yaml "
+                "path or dict (visualnav-transformer's train/config/nomad.yaml for the released nomad.pth)"
+            )
+        sections = _read_config_arg(config)
+        model = build_model(sections)
+        model.scheduler_config = scheduler_config_from_sections(sections)
+        import_nomad_state_dict(model, obj, source=str(path))
+    else:
+        model = _model_from_packaged(obj, path)
+    return model.eval()
+
+
+def _load_exact(model: nn.Module, state: Mapping[str, Tensor], *, source: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{source} does not match the model its config builds: missing {_fmt_keys(missing)}, "
+            f"unexpected {_fmt_keys(unexpected)}, shape mismatches {_fmt_keys(mismatched)}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _model_from_packaged(obj: Any, path: Path) -> nn.Module:
+    """The seed's ``{"ema_model": module, "noise_scheduler": scheduler}`` or a bare pickled module (trusted)."""
+    if isinstance(obj, nn.Module):
+        return obj
+    if isinstance(obj, Mapping) and isinstance(obj.get("ema_model"), nn.Module):
+        model = obj["ema_model"]
+        sched = obj.get("noise_scheduler")
+        sched_cfg = getattr(sched, "config", None)
+        if sched_cfg is not None:
+            model.scheduler_config = SchedulerConfig(
+                num_train_timesteps=int(sched_cfg.num_train_timesteps),
+                beta_schedule=str(sched_cfg.beta_schedule),
+                clip_sample=bool(sched_cfg.clip_sample),
+                prediction_type=str(sched_cfg.prediction_type),
+            )
+        return model
+    kind = type(obj).__name__
+    keys = sorted(map(str, obj))[:10] if isinstance(obj, Mapping) else []
+    raise ValueError(
+        f"{path} is not a checkpoint navintent understands: a {kind} {keys if keys else ''} — expected a native "
+        "checkpoint, a bare state dict, {'ema_model': module, 'noise_scheduler': ...} or a pickled model"
+    )

@@ -1,0 +1,199 @@
+"""Typed configs of the built-in world (units: metres, seconds, radians).
+
+Defaults and why:
+
+* Control runs at 4 Hz (``dt = 0.25`` s) with NoMaD's robot.yaml limits (0.2 m/s, 0.4 rad/s), so the robot
+  moves at most 5 cm per frame. Rooms are 6 x 6 m and start/goal 3-4.5 m apart, which makes an expert
+  episode 60-130 steps long.
+* Pedestrians walk at 0.25-0.35 m/s (humans walk ~1.3 m/s). At human speed a pedestrian crosses the
+  room in ~5 s while the robot needs ~20 s for its path, so interactions would be rare and brief; at
+  robot-comparable speed they meet the robot and the interaction lasts several seconds.
+* The camera sits 0.45 m above the floor at the robot's centre looking forward with a 100 degree
+  horizontal field of view (NoMaD's fisheye-ish robots see wide); images are 96 x 96 by default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from navintent.config import ConfigBase
+
+
+def _positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _range(name: str, value: tuple, *, integer: bool = False, minimum: float = 0.0) -> tuple:
+    value = tuple(value)
+    kind = int if integer else (int, float)
+    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, kind) for v in value):
+        raise ValueError(
+            f"{name} must be a pair (low, high) of {'ints' if integer else 'numbers'}, got {value!r}"
+        )
+    if not minimum <= value[0] <= value[1]:
+        raise ValueError(f"{name} must satisfy {minimum} <= low <= high, got {value!r}")
+    return value
+
+
+@dataclass
+class RobotConfig(ConfigBase):
+    """Differential-drive (unicycle) robot: limits, footprint and the control period."""
+
+    max_v: float = 0.2
+    max_w: float = 0.4
+    dt: float = 0.25
+    radius: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("max_v", "max_w", "dt", "radius"):
+            _positive(name, getattr(self, name))
+
+
+@dataclass
+class CameraConfig(ConfigBase):
+    """Forward RGB camera. ``image_size`` is ``(width, height)`` as in nomad.yaml."""
+
+    image_size: tuple[int, int] = (96, 96)
+    hfov_deg: float = 100.0
+    height: float = 0.45
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(self.image_size)
+        if len(self.image_size) != 2 or any(
+            isinstance(s, bool) or not isinstance(s, int) or not 8 <= s <= 2048 for s in self.image_size
+        ):
+            raise ValueError(f"image_size must be (width, height) ints in [8, 2048], got {self.image_size!r}")
+        if not 90.0 <= float(self.hfov_deg) <= 120.0:
+            raise ValueError(f"hfov_deg must be in [90, 120], got {self.hfov_deg!r}")
+        _positive("height", self.height)
+
+    @property
+    def fovy_deg(self) -> float:
+        """MuJoCo's vertical field of view giving ``hfov_deg`` horizontally at this aspect ratio."""
+        width, height = self.image_size
+        half = math.radians(self.hfov_deg) / 2
+        return math.degrees(2 * math.atan(math.tan(half) * height / width))
+
+
+@dataclass
+class PedestrianConfig(ConfigBase):
+    """Social force model (Helbing & Molnar 1995) parameters; forces are accelerations (m/s^2).
+
+    ``robot_strength`` scales the repulsion pedestrians feel from the robot (0 = they ignore it).
+    """
+
+    radius: float = 0.25
+    speed_range: tuple[float, float] = (0.25, 0.35)
+    relaxation_time: float = 0.5
+    agent_strength: float = 2.0
+    agent_range: float = 0.3
+    robot_strength: float = 2.0
+    static_strength: float = 3.0
+    static_range: float = 0.15
+    anisotropy: float = 0.35
+    evasion: float = 0.5
+    max_speed_factor: float = 1.3
+    waypoint_tolerance: float = 0.3
+    substeps: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("radius", "relaxation_time", "agent_range", "static_range", "waypoint_tolerance"):
+            _positive(name, getattr(self, name))
+        self.speed_range = _range("speed_range", self.speed_range)
+        for name in ("agent_strength", "robot_strength", "static_strength", "evasion"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not 0.0 <= self.anisotropy <= 1.0:
+            raise ValueError(f"anisotropy must be in [0, 1], got {self.anisotropy!r}")
+        if not self.max_speed_factor >= 1.0:
+            raise ValueError(f"max_speed_factor must be >= 1, got {self.max_speed_factor!r}")
+        if isinstance(self.substeps, bool) or not isinstance(self.substeps, int) or self.substeps < 1:
+            raise ValueError(f"substeps must be a positive int, got {self.substeps!r}")
+
+
+@dataclass
+class SceneConfig(ConfigBase):
+    """What a generated scene contains (see :func:`navintent.sim.scene.generate_scene`)."""
+
+    room_size: float = 6.0
+    n_obstacles: tuple[int, int] = (3, 6)
+    n_pedestrians: tuple[int, int] = (0, 3)
+    crossing_probability: float = 0.6
+    start_goal_distance: tuple[float, float] = (3.0, 4.5)
+    start_clearance: float = 0.5
+    wall_height: float = 1.0
+    grid_resolution: float = 0.1
+
+    def __post_init__(self) -> None:
+        _positive("room_size", self.room_size)
+        if self.room_size < 3.0:
+            raise ValueError(f"room_size must be >= 3 m, got {self.room_size!r}")
+        self.n_obstacles = _range("n_obstacles", self.n_obstacles, integer=True)
+        self.n_pedestrians = _range("n_pedestrians", self.n_pedestrians, integer=True)
+        self.start_goal_distance = _range("start_goal_distance", self.start_goal_distance, minimum=0.5)
+        if self.start_goal_distance[1] > self.room_size * 1.2:
+            raise ValueError(
+                f"start_goal_distance upper bound must fit in the room (<= 1.2 * room_size), got {self.start_goal_distance}"
+            )
+        if not 0.0 <= self.crossing_probability <= 1.0:
+            raise ValueError(f"crossing_probability must be in [0, 1], got {self.crossing_probability!r}")
+        for name in ("start_clearance", "wall_height", "grid_resolution"):
+            _positive(name, getattr(self, name))
+
+
+@dataclass
+class ExpertConfig(ConfigBase):
+    """Privileged expert: A* path + pure pursuit, filtered by a pedestrian-aware velocity search.
+
+    ``inflation``: clearance (m, beyond the robot radius) the A* path keeps from static obstacles.
+    ``person_margin``: extra clearance (m) kept from predicted pedestrian positions over ``horizon`` steps;
+    after ``patience`` steps stopped for people it accepts ``creep_margin`` instead (no deadlock).
+    """
+
+    inflation: float = 0.15
+    lookahead: float = 0.5
+    horizon: int = 8
+    person_margin: float = 0.2
+    static_margin: float = 0.03
+    n_v: int = 5
+    n_w: int = 9
+    patience: int = 8
+    creep_margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("inflation", "lookahead", "person_margin", "static_margin", "creep_margin"):
+            _positive(name, getattr(self, name))
+        for name in ("horizon", "n_v", "n_w", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+
+
+@dataclass
+class SimConfig(ConfigBase):
+    """Everything the world needs. ``goal_radius``: the robot has reached the goal within this distance (m)."""
+
+    NESTED: ClassVar[dict[str, type[ConfigBase]]] = {
+        "robot": RobotConfig,
+        "camera": CameraConfig,
+        "pedestrians": PedestrianConfig,
+        "scene": SceneConfig,
+        "expert": ExpertConfig,
+    }
+
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    pedestrians: PedestrianConfig = field(default_factory=PedestrianConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    goal_radius: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name, cls in self.NESTED.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        _positive("goal_radius", self.goal_radius)

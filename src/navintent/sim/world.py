@@ -1,0 +1,107 @@
+"""Runtime state of one episode: the robot, the pedestrians, collisions; stepping and agent prediction.
+
+Order of one control step ``t -> t + 1`` (``dt = robot.dt``): the pedestrians move for ``dt`` reacting to
+the robot's pose at ``t``, and the robot moves for ``dt`` with its command (simultaneous update). A robot
+move whose end point would overlap a wall or obstacle (clearance < robot radius) is blocked: the robot
+rotates but stays in place, and the step counts as a static collision. Pedestrians are not blocked by the
+robot (they are simulated, not physical); overlap counts as a pedestrian collision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from navintent.sim.pedestrians import PedestrianState, SocialForcePedestrians
+from navintent.sim.robot import unicycle_step
+from navintent.sim.scene import Scene
+
+
+class World:
+    """Mutable episode state for ``scene``; :meth:`reset` restores the exact initial state."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self.config = scene.config
+        self.pedestrians = SocialForcePedestrians(
+            list(scene.routes), scene.speeds, scene.static, scene.config.pedestrians
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = 0
+        self.pose = np.array(self.scene.start, dtype=np.float64)
+        self.ped_state: PedestrianState = self.pedestrians.initial_state()
+        self.last_static_collision = False
+
+    @property
+    def ped_positions(self) -> np.ndarray:
+        """``[N, 2]`` world positions (m) of the pedestrians now."""
+        return self.ped_state.position.copy()
+
+    @property
+    def ped_velocities(self) -> np.ndarray:
+        """``[N, 2]`` world velocities (m/s) of the pedestrians now."""
+        return self.ped_state.velocity.copy()
+
+    def distance_to_goal(self) -> float:
+        return float(np.linalg.norm(self.scene.goal[:2] - self.pose[:2]))
+
+    def goal_reached(self) -> bool:
+        return self.distance_to_goal() <= self.config.goal_radius
+
+    def pedestrian_gaps(self) -> np.ndarray:
+        """``[N]`` centre distance minus both radii (m); <= 0 means contact."""
+        d = np.linalg.norm(self.ped_state.position - self.pose[:2], axis=1)
+        return d - self.config.robot.radius - self.config.pedestrians.radius
+
+    def step(self, v: float, w: float) -> None:
+        """Apply ``(v, w)`` (clipped to ``[0, max_v]`` x ``[-max_w, max_w]``) for one control period."""
+        robot = self.config.robot
+        v = float(np.clip(v, 0.0, robot.max_v))
+        w = float(np.clip(w, -robot.max_w, robot.max_w))
+        self.ped_state = self.pedestrians.step(self.ped_state, robot.dt, self.pose[:2], robot.radius)
+        new = unicycle_step(self.pose, v, w, robot.dt)
+        self.last_static_collision = bool(self.scene.static.clearance(new[:2]) < robot.radius)
+        if self.last_static_collision:
+            new[:2] = self.pose[:2]
+        self.pose = new
+        self.t += 1
+
+    def predict_agents(self, horizon: int) -> np.ndarray:
+        """Pedestrians' future world positions ``[horizon, N, 2]`` after steps ``t+1 .. t+horizon``.
+
+        Assumption: the social force model rolls forward with the robot HELD STILL at its current pose (the
+        pedestrians keep reacting to it there). This is the pedestrians' model, not the ground truth of a
+        rollout where the robot keeps moving; it matches exactly when the robot stays put.
+        """
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        robot = self.config.robot
+        return self.pedestrians.predict(self.ped_state, horizon, robot.dt, self.pose[:2], robot.radius)
+
+
+def predict_agents_at(scene: Scene, poses: np.ndarray, horizon: int) -> np.ndarray:
+    """Replay ``scene`` along recorded robot ``poses [t + 1, 3]`` (row k = pose at step k) and return the
+    pedestrians' predicted world positions ``[horizon, N, 2]`` after step ``t`` (see :meth:`World.predict_agents`).
+
+    Because pedestrians react to the robot, their state at step ``t`` depends on the robot's past poses,
+    which is why the recorded poses are needed (e.g. ``position``/``yaw`` of a recorded episode).
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 2 or poses.shape[1] != 3 or len(poses) < 1:
+        raise ValueError(f"poses must have shape [t + 1, 3], got {poses.shape}")
+    world = World(scene)
+    world.pose = poses[0].copy()
+    robot = scene.config.robot
+    for k in range(1, len(poses)):
+        world.ped_state = world.pedestrians.step(world.ped_state, robot.dt, world.pose[:2], robot.radius)
+        world.pose = poses[k].copy()
+        world.t = k
+    return world.predict_agents(horizon)
+
+
+def to_robot_frame(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """World points ``[..., 2]`` -> robot frame at ``pose (x, y, yaw)``: x forward, y left (``(p - o) @ R(yaw)``)."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    rot = np.array([[c, -s], [s, c]])
+    return (np.asarray(points) - pose[:2]) @ rot

@@ -15,6 +15,9 @@ import sys
 COMMANDS: dict[str, str] = {
     "check-data": "navintent.data.cli",
     "split": "navintent.data.cli",
+    "train": "navintent.train",
+    "make-data": "navintent.sim.cli",
+    "sample": "navintent.sample",
 }
 
 

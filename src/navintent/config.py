@@ -276,16 +276,16 @@ class IntentConfig(ConfigBase):
 
     ``z1_dim`` is the high-level intent width; z2's width is the model's ``z_dim``. ``ref_dim`` is D of
     ``ref_traj [B, T_ref, D]``; reference values are divided by ``ref_scale`` before the embedding (they are in
-    spacing units, as the actions). ``enc1_layers`` transformer layers read [query, obs tokens, goal, null
-    reference, reference steps]; ``enc2_hidden`` is the width of Encoder2's MLP. ``ref_dropout`` is the
-    probability that a sample with a reference is trained reference-free (null token); ``latent_dropout`` the
+    spacing units, as the actions; 8 is about half the default 16-step reference's reach). ``enc1_layers``
+    transformer layers read [query, obs tokens, goal, null reference, reference steps]; ``enc2_hidden`` is the
+    width of Encoder2's MLP. ``ref_dropout`` is the probability that a sample with a reference is trained reference-free (null token); ``latent_dropout`` the
     probability that a sample trains the unconditional (``latent_z=None``) branch CFG needs. The KL term is
     weighted by ``beta * min(1, step / kl_warmup_steps)`` (``kl_warmup_steps = 0``: no warm-up).
     """
 
     z1_dim: int = 16
     ref_dim: int = 2
-    ref_scale: float = 1.0
+    ref_scale: float = 8.0
     enc1_layers: int = 2
     enc2_hidden: int = 256
     ref_dropout: float = 0.3
@@ -330,6 +330,11 @@ class TrainConfig(ConfigBase):
     Evaluation on the test split every ``eval_freq`` epochs and every ``eval_every`` steps (0 = off), on at
     most ``eval_fraction`` of it and ``eval_max_batches`` batches, drawing ``eval_num_samples`` trajectories
     per observation for ADE/FDE. Scalars are logged every ``print_log_freq`` steps.
+
+    Dataset options (``navintent.data.NavDataset``'s names; NoMaD's defaults): ``waypoint_spacing``,
+    ``min_dist_cat``/``max_dist_cat`` (nomad.yaml ``distance:``), ``min_action_distance``/``max_action_distance``
+    (nomad.yaml ``action:``), ``negative_mining``, ``end_slack``, ``goals_per_obs``, ``ref_mode``
+    ("future" | "file" | "none") and ``ref_horizon`` (0 = ``2 * len_traj_pred``).
     """
 
     lr: float = 1e-4
@@ -360,6 +365,16 @@ class TrainConfig(ConfigBase):
     eval_max_batches: int = 8
     eval_num_samples: int = 8
     num_images_log: int = 4
+    waypoint_spacing: int = 1
+    min_dist_cat: int = 0
+    max_dist_cat: int = 20
+    min_action_distance: int = 3
+    max_action_distance: int = 20
+    negative_mining: bool = True
+    end_slack: int = 0
+    goals_per_obs: int = 1
+    ref_mode: str = "future"
+    ref_horizon: int = 0
 
     FREEZE_GROUPS: ClassVar[tuple[str, ...]] = ("vision", "denoiser")
     # nomad.yaml keys this section reads (everything else there is another section's or ignored on purpose).
@@ -381,10 +396,19 @@ class TrainConfig(ConfigBase):
         "eval_freq",
         "eval_fraction",
         "num_images_log",
+        "distance",
+        "action",
     )
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "eval_freq", "eval_max_batches", "eval_num_samples", "print_log_freq"):
+        for name in (
+            "batch_size",
+            "epochs",
+            "eval_freq",
+            "eval_max_batches",
+            "eval_num_samples",
+            "print_log_freq",
+        ):
             _check_positive(name, getattr(self, name))
         for name in (
             "max_steps",
@@ -394,9 +418,23 @@ class TrainConfig(ConfigBase):
             "num_workers",
             "eval_every",
             "num_images_log",
+            "min_dist_cat",
+            "max_dist_cat",
+            "min_action_distance",
+            "max_action_distance",
+            "end_slack",
+            "ref_horizon",
         ):
             _check_non_negative(name, getattr(self, name))
         _check_positive("keep_checkpoints", self.keep_checkpoints)
+        _check_positive("waypoint_spacing", self.waypoint_spacing)
+        _check_positive("goals_per_obs", self.goals_per_obs)
+        if self.max_dist_cat < self.min_dist_cat:
+            raise ValueError(
+                f"max_dist_cat must be >= min_dist_cat={self.min_dist_cat}, got {self.max_dist_cat}"
+            )
+        if self.ref_mode not in ("future", "file", "none"):
+            raise ValueError(f"ref_mode must be 'future', 'file' or 'none', got {self.ref_mode!r}")
         for name in ("goal_mask_prob", "alpha", "eval_fraction", "ema_max_decay"):
             _check_probability(name, getattr(self, name))
         if self.eval_fraction == 0:
@@ -416,7 +454,7 @@ class TrainConfig(ConfigBase):
         self.scheduler = str(self.scheduler).lower()
         if self.scheduler not in ("cosine", "constant"):
             raise ValueError(f"scheduler must be 'cosine' or 'constant', got {self.scheduler!r}")
-        for name in ("warmup", "clipping"):
+        for name in ("warmup", "clipping", "negative_mining"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.freeze, str):
@@ -430,12 +468,33 @@ class TrainConfig(ConfigBase):
     def from_nomad_yaml(cls, data: dict[str, Any], **overrides: Any) -> TrainConfig:
         """Read NoMaD's nomad.yaml dict: keys in ``NOMAD_KEYS`` are used, the rest ignored by design."""
         picked = {k: data[k] for k in cls.NOMAD_KEYS if k in data}
-        if isinstance(picked.get("lr"), str):  # YAML 1.1 reads "1e-4" as a string
-            picked["lr"] = float(picked["lr"])
-        if isinstance(picked.get("alpha"), str):
-            picked["alpha"] = float(picked["alpha"])
+        picked.update(_nomad_nested_bounds(picked.pop("distance", None), picked.pop("action", None)))
+        for key in ("lr", "alpha"):
+            if isinstance(picked.get(key), str):  # YAML 1.1 reads "1e-4" as a string
+                picked[key] = float(picked[key])
         picked.update(overrides)
         return cls.from_dict(picked)
+
+
+def _nomad_nested_bounds(distance: Any, action: Any) -> dict[str, Any]:
+    """nomad.yaml's ``distance: {min_dist_cat, max_dist_cat}`` and ``action: {min_dist_cat, max_dist_cat}``
+    -> TrainConfig's ``min_dist_cat``/``max_dist_cat`` and ``min_action_distance``/``max_action_distance``."""
+    out: dict[str, Any] = {}
+    for name, block, (lo, hi) in (
+        ("distance", distance, ("min_dist_cat", "max_dist_cat")),
+        ("action", action, ("min_action_distance", "max_action_distance")),
+    ):
+        if block is None:
+            continue
+        if not isinstance(block, dict) or set(block) - {"min_dist_cat", "max_dist_cat"}:
+            raise ValueError(
+                f"nomad.yaml '{name}' must be a mapping with min_dist_cat/max_dist_cat, got {block!r}"
+            )
+        if "min_dist_cat" in block:
+            out[lo] = block["min_dist_cat"]
+        if "max_dist_cat" in block:
+            out[hi] = block["max_dist_cat"]
+    return out
 
 
 # nomad.yaml keys that ``navintent train`` knowingly ignores in a flat config (logging services, hardware,
@@ -454,8 +513,6 @@ NOMAD_IGNORED_KEYS: tuple[str, ...] = (
     "attn_unet",
     "normalize",
     "context_type",
-    "distance",
-    "action",
     "datasets",
     "image_log_freq",
     "pairwise_test_freq",
@@ -508,11 +565,12 @@ class TwoStageTrainingConfig(ConfigBase):
                     raise ValueError(f"section {name!r}{loc} must be a mapping, got {type(values).__name__}")
                 sections[name].update(values)
         else:
-            owners = {
-                field: name for name, section in cls.NESTED.items() for field in section.field_names()
-            }
+            owners = {field: name for name, section in cls.NESTED.items() for field in section.field_names()}
             unknown = []
+            sections["train"].update(_nomad_nested_bounds(data.get("distance"), data.get("action")))
             for key, value in data.items():
+                if key in ("distance", "action"):
+                    continue
                 if key == "num_diffusion_iters":
                     sections["scheduler"]["num_train_timesteps"] = int(value)
                 elif key in owners:
@@ -530,7 +588,9 @@ class TwoStageTrainingConfig(ConfigBase):
         return cls.from_dict(sections, where=where)
 
     @classmethod
-    def load_yaml(cls, path: str | Path, *, base: TwoStageTrainingConfig | None = None) -> TwoStageTrainingConfig:
+    def load_yaml(
+        cls, path: str | Path, *, base: TwoStageTrainingConfig | None = None
+    ) -> TwoStageTrainingConfig:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())

@@ -109,6 +109,16 @@ def _heading(a: np.ndarray, b: np.ndarray) -> float:
     return math.atan2(b[1] - a[1], b[0] - a[0])
 
 
+def _free_run(
+    static: StaticMap, origin: np.ndarray, direction: np.ndarray, limit: float, clearance: float
+) -> float:
+    """How far (m, in 0.1 m steps, at most ``limit``) one can walk from ``origin`` along ``direction`` keeping ``clearance``."""
+    d = 0.0
+    while d + 0.1 <= limit and static.clearance(origin + (d + 0.1) * direction) >= clearance:
+        d += 0.1
+    return d
+
+
 def _crossing_route(rng, static, path, ped_radius, speed, robot_speed, start_xy):
     """Route ``[2, 2]`` crossing ``path`` perpendicularly, or None if no free crossing line was found."""
     arc = path_arc_length(path)
@@ -121,13 +131,8 @@ def _crossing_route(rng, static, path, ped_radius, speed, robot_speed, start_xy)
         point = cross[1]
         needed = speed * s / robot_speed  # walking distance while the robot drives to the crossing point
 
-        def reach(direction: np.ndarray, limit: float) -> float:
-            d = 0.0
-            while d + 0.1 <= limit and static.clearance(point + (d + 0.1) * direction) >= ped_radius + 0.15:
-                d += 0.1
-            return d
-
-        a, b = reach(normal, max(needed, 1.0)), reach(-normal, 2.0)
+        a = _free_run(static, point, normal, max(needed, 1.0), ped_radius + 0.15)
+        b = _free_run(static, point, -normal, 2.0, ped_radius + 0.15)
         if a < 0.8 or b < 0.8:
             continue
         first = point + a * normal

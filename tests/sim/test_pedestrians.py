@@ -1,0 +1,55 @@
+import numpy as np
+
+from navintent.sim import World, predict_agents_at, to_robot_frame
+
+
+def test_lone_pedestrian_walks_its_route_at_its_speed(make_corridor):
+    scene = make_corridor(
+        routes=[[[1.0, 1.0], [5.0, 1.0]]], speeds=[0.3], start=(1.0, 5.0, 0.0), goal=(4.0, 5.0, 0.0)
+    )
+    world = World(scene)
+    for _ in range(40):  # 10 s
+        world.step(0.0, 0.0)
+    assert abs(np.linalg.norm(world.ped_velocities[0]) - 0.3) < 0.01
+    assert world.ped_positions[0, 0] > 3.5
+    assert abs(world.ped_positions[0, 1] - 1.0) < 0.05
+
+
+def test_pedestrian_turns_back_at_the_route_end(make_corridor):
+    scene = make_corridor(
+        routes=[[[2.0, 1.0], [3.0, 1.0]]], speeds=[0.3], start=(1.0, 5.0, 0.0), goal=(4.0, 5.0, 0.0)
+    )
+    world = World(scene)
+    xs = []
+    for _ in range(60):
+        world.step(0.0, 0.0)
+        xs.append(world.ped_positions[0, 0])
+    assert max(xs) < 3.3 and min(xs[20:]) < 2.5  # reached the end and came back
+
+
+def test_predict_agents_equals_stepping_with_the_robot_still(make_corridor):
+    scene = make_corridor(routes=[[[4.0, 3.2], [0.5, 3.2]], [[2.0, 5.0], [2.0, 1.0]]], speeds=[0.3, 0.25])
+    world = World(scene)
+    for _ in range(5):
+        world.step(0.2, 0.1)
+    predicted = world.predict_agents(6)
+    for k in range(6):
+        world.step(0.0, 0.0)
+        np.testing.assert_array_equal(predicted[k], world.ped_positions)
+
+
+def test_predict_agents_at_replays_recorded_poses(make_corridor):
+    scene = make_corridor(routes=[[[4.0, 3.2], [0.5, 3.2]]], speeds=[0.3])
+    world = World(scene)
+    poses = [world.pose.copy()]
+    for _ in range(7):
+        world.step(0.2, 0.05)
+        poses.append(world.pose.copy())
+    np.testing.assert_array_equal(predict_agents_at(scene, np.array(poses), 4), world.predict_agents(4))
+
+
+def test_to_robot_frame():
+    pose = np.array([1.0, 2.0, np.pi / 2])
+    np.testing.assert_allclose(
+        to_robot_frame(np.array([[1.0, 3.0], [0.0, 2.0]]), pose), [[1.0, 0.0], [0.0, 1.0]], atol=1e-12
+    )

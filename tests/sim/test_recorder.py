@@ -1,0 +1,113 @@
+import pickle
+
+import numpy as np
+import pytest
+import yaml
+
+from navintent.cli import main
+from navintent.data import NavDataset
+from navintent.data.cli import check_dataset
+from navintent.sim.planner import path_arc_length
+
+NAME = "navintent_sim"
+
+
+def _read(out):
+    data = {}
+    for ep in sorted((out / NAME).iterdir()):
+        with open(ep / "traj_data.pkl", "rb") as f:
+            traj = pickle.load(f)
+        jpegs = [(ep / f"{i}.jpg").read_bytes() for i in range(len(traj["position"]))]
+        data[ep.name] = (traj, jpegs)
+    return data
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rec")
+    for run in ("a", "b"):
+        assert (
+            main(
+                [
+                    "make-data",
+                    "--out",
+                    str(root / run),
+                    "--episodes",
+                    "3",
+                    "--seed",
+                    "5",
+                    "--image-size",
+                    "64",
+                    "48",
+                ]
+            )
+            == 0
+        )
+    return root
+
+
+def test_make_data_is_deterministic(recorded):
+    a, b = _read(recorded / "a"), _read(recorded / "b")
+    assert list(a) == list(b) == ["ep00000", "ep00001", "ep00002"]
+    for name in a:
+        (ta, ja), (tb, jb) = a[name], b[name]
+        assert sorted(ta) == ["agents", "position", "ref_traj", "yaw"]
+        for key in ta:
+            np.testing.assert_array_equal(ta[key], tb[key])
+        assert ja == jb
+
+
+def test_layout_and_contents(recorded):
+    out = recorded / "a"
+    spacing = yaml.safe_load((out / "data_config.yaml").read_text())[NAME]["metric_waypoint_spacing"]
+    total, steps = 0.0, 0
+    meta = yaml.safe_load((out / "sim_episodes.yaml").read_text())["episodes"]
+    for name, (traj, jpegs) in _read(out).items():
+        n = len(traj["position"])
+        assert traj["position"].shape == (n, 2) and traj["yaw"].shape == (n,)
+        assert traj["ref_traj"].shape == (n, 2)
+        assert traj["agents"].shape == (n, meta[name]["pedestrians"], 2)
+        np.testing.assert_allclose(traj["ref_traj"][0], traj["position"][0])
+        step = np.linalg.norm(np.diff(traj["ref_traj"], axis=0), axis=1)
+        arc = path_arc_length(traj["ref_traj"])[-1]
+        assert np.all(step <= 0.05 + 1e-9) and arc > 2.5
+        assert np.linalg.norm(traj["ref_traj"][-1] - traj["position"][-1]) <= 0.2 + 1e-9  # goal radius
+        assert jpegs[0][:2] == b"\xff\xd8"
+        total += np.linalg.norm(np.diff(traj["position"], axis=0), axis=1).sum()
+        steps += n - 1
+    assert spacing == pytest.approx(total / steps)
+    assert 0.02 < spacing <= 0.05
+    train = (out / "splits" / NAME / "train" / "traj_names.txt").read_text().split()
+    test = (out / "splits" / NAME / "test" / "traj_names.txt").read_text().split()
+    assert sorted(train + test) == ["ep00000", "ep00001", "ep00002"]
+
+
+def test_check_data_passes_and_nav_dataset_loads(recorded, tmp_path):
+    out = recorded / "a"
+    splits = [out / "splits" / NAME / s for s in ("train", "test")]
+    assert check_dataset(out / NAME, splits, progress=False) == []
+    assert main(["check-data", str(out / NAME)]) == 0
+    ds = NavDataset(
+        data_folder=out / NAME,
+        data_split_folder=splits[0],
+        dataset_name=NAME,
+        image_size=(64, 48),
+        waypoint_spacing=1,
+        min_dist_cat=0,
+        max_dist_cat=20,
+        min_action_distance=2,
+        max_action_distance=10,
+        negative_mining=True,
+        len_traj_pred=8,
+        learn_angle=False,
+        context_size=3,
+        data_config=out / "data_config.yaml",
+        ref_mode="file",
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    assert len(ds) > 0
+    sample = ds[0]
+    assert sample["obs_img"].shape == (12, 48, 64)
+    assert sample["actions"].shape == (8, 2)
+    assert float(sample["ref_mask"]) == 1.0

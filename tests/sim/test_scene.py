@@ -1,0 +1,103 @@
+import dataclasses
+
+import mujoco
+import numpy as np
+import pytest
+
+from navintent.sim import CameraConfig, SceneConfig, SimConfig, generate_scene
+from navintent.sim.geometry import StaticMap
+from navintent.sim.scene import scene_to_mjcf
+
+
+def _assert_scenes_equal(a, b):
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name == "static":
+            np.testing.assert_array_equal(x.boxes, y.boxes)
+            np.testing.assert_array_equal(x.cylinders, y.cylinders)
+        elif f.name == "routes":
+            assert len(x) == len(y)
+            for r, s in zip(x, y, strict=True):
+                np.testing.assert_array_equal(r, s)
+        elif isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+        else:
+            assert x == y, f.name
+
+
+def test_same_seed_same_scene_and_different_seeds_differ():
+    _assert_scenes_equal(generate_scene(7), generate_scene(7))
+    a, b = generate_scene(7), generate_scene(8)
+    assert not np.array_equal(a.start, b.start)
+
+
+def test_generated_scenes_respect_the_contract():
+    config = SimConfig()
+    crossing = 0
+    for seed in range(10):
+        scene = generate_scene(seed, config)
+        lo, hi = config.scene.start_goal_distance
+        assert lo <= np.linalg.norm(scene.goal[:2] - scene.start[:2]) <= hi
+        assert scene.static.clearance(scene.start[:2]) >= config.scene.start_clearance
+        assert scene.static.clearance(scene.goal[:2]) >= config.scene.start_clearance
+        np.testing.assert_array_equal(scene.path[0], scene.start[:2])
+        np.testing.assert_array_equal(scene.path[-1], scene.goal[:2])
+        keep = config.robot.radius + config.expert.inflation
+        for a, b in zip(scene.path[:-1], scene.path[1:], strict=True):
+            assert scene.static.segment_clearance(a, b) >= keep - 1e-9
+        n_lo, n_hi = config.scene.n_obstacles
+        assert n_lo <= len(scene.static.boxes) + len(scene.static.cylinders) <= n_hi
+        assert scene.num_pedestrians <= config.scene.n_pedestrians[1]
+        crossing += int(scene.crossing.sum())
+    assert crossing > 0
+
+
+def test_static_map_distances_against_hand_values():
+    static = StaticMap(6.0, np.array([[3.0, 3.0, 0.5, 0.25]]), np.array([[1.0, 1.0, 0.3]]))
+    pts = np.array([[4.0, 3.0], [3.0, 3.1], [1.0, 2.0], [0.1, 5.0], [4.5, 4.25]])
+    d, n = static.distances_and_normals(pts)
+    # shapes: walls x=0, x=6, y=0, y=6, box, cylinder
+    np.testing.assert_allclose(d[0], [4.0, 2.0, 3.0, 3.0, 0.5, np.hypot(3, 2) - 0.3])
+    assert d[1, 4] == pytest.approx(-0.15)  # inside the box, 0.15 from the top face
+    np.testing.assert_allclose(n[1, 4], [0.0, 1.0])
+    assert d[2, 5] == pytest.approx(0.7)
+    np.testing.assert_allclose(n[2, 5], [0.0, 1.0])
+    np.testing.assert_allclose(static.clearance(pts), [0.5, -0.15, 0.7, 0.1, np.hypot(1.0, 1.0)])
+
+
+def test_mjcf_compiles_with_named_bodies_and_camera_fov():
+    scene = generate_scene(3)
+    model = mujoco.MjModel.from_xml_string(
+        scene_to_mjcf(scene, CameraConfig(image_size=(128, 64), hfov_deg=100))
+    )
+    cam = model.camera("robot_cam")
+    # horizontal fov = 2 atan(tan(fovy / 2) * W / H)
+    hfov = 2 * np.degrees(np.arctan(np.tan(np.radians(model.cam_fovy[cam.id]) / 2) * 2))
+    assert hfov == pytest.approx(100.0, abs=1e-4)
+    for k in range(scene.num_pedestrians):
+        assert model.body_mocapid[model.body(f"ped{k}").id] >= 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"room_size": 2.0},
+        {"n_obstacles": (3, 1)},
+        {"crossing_probability": 1.5},
+        {"start_goal_distance": (1, 50)},
+    ],
+)
+def test_scene_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        SceneConfig(**kwargs)
+
+
+def test_camera_config_rejects_fov_outside_90_120():
+    with pytest.raises(ValueError, match="hfov_deg"):
+        CameraConfig(hfov_deg=60)
+
+
+def test_sim_config_yaml_round_trip(tmp_path):
+    config = SimConfig(camera=CameraConfig(image_size=(64, 48)))
+    config.save_yaml(tmp_path / "sim.yaml")
+    assert SimConfig.load_yaml(tmp_path / "sim.yaml") == config

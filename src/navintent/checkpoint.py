@@ -175,6 +175,9 @@ def save_checkpoint(
 ) -> Path:
     """Write a native checkpoint atomically; returns its path.
 
+    ``ema_state`` is a state dict with the same keys as ``model.state_dict()`` (e.g. an EMA copy's state dict),
+    so that :func:`load_policy` can load it into the model the config builds.
+
     ``extra`` entries (e.g. ``train_state``, ``z2_stats``) are stored at top level and must be plain data /
     tensors (weights-only loadable) and must not reuse the reserved keys ``format, version, config, model, ema``.
     """

@@ -57,6 +57,8 @@ def test_bad_input_shapes_raise(policy):
         policy.encode(obs[:, :3], goal)
     with pytest.raises(ValueError, match="goal_mask"):
         policy.encode(obs, goal, torch.zeros(B + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="goal_mask values"):
+        policy.encode(obs, goal, torch.tensor([0, 2, 1]))
     with pytest.raises(ValueError, match="latent_z"):
         policy.predict_noise(torch.zeros(B, 8, 2), 0, torch.zeros(B, 32), latent_z=torch.zeros(B, 3))
     with pytest.raises(ValueError, match="lambda_cfg"):

@@ -144,6 +144,10 @@ class NoMaDVisionEncoder(nn.Module):
         elif goal_mask.shape != (batch,):
             raise ValueError(f"goal_mask must have shape [{batch}], got {tuple(goal_mask.shape)}")
         mask_rows = goal_mask.to(device=obs_img.device, dtype=torch.long)
+        if ((mask_rows != 0) & (mask_rows != 1)).any():
+            raise ValueError(
+                f"goal_mask values must be 0 (goal visible) or 1 (goal masked), got {goal_mask.tolist()}"
+            )
 
         current_and_goal = torch.cat([obs_img[:, 3 * self.context_size :], goal_img], dim=1)
         goal_token = self.compress_goal_enc(_trunk_features(self.goal_encoder, current_and_goal))

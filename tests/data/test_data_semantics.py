@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from navintent.data import as_nomad_tuple
+from navintent.data import NavDataset, as_nomad_tuple
 from navintent.data.split import write_traj_names
 from navintent.data.synthetic import (
     arc_poses,
@@ -235,6 +235,36 @@ def test_metadata_normalize_and_nomad_tuple(synth, make_dataset):
         )
     with pytest.raises(ValueError, match="context_type"):
         make_dataset(synth.data_folder, synth.split_folder, context_type="randomized")
+    with pytest.raises(ValueError, match="goal_type"):
+        make_dataset(synth.data_folder, synth.split_folder, goal_type="position")
+
+
+def test_accepts_nomad_train_py_call(synth, cache_dir):
+    """The keyword call visualnav-transformer's train.py makes, plus the split folder's trailing slash."""
+    ds = NavDataset(
+        data_folder=str(synth.data_folder),
+        data_split_folder=str(synth.split_folder) + "/",
+        dataset_name="recon",
+        image_size=[96, 96],
+        waypoint_spacing=1,
+        min_dist_cat=0,
+        max_dist_cat=20,
+        min_action_distance=3,
+        max_action_distance=20,
+        negative_mining=True,
+        len_traj_pred=8,
+        learn_angle=False,
+        context_size=3,
+        context_type="temporal",
+        end_slack=3,
+        goals_per_obs=1,
+        normalize=True,
+        goal_type="image",
+        cache_dir=cache_dir,
+        progress=False,
+    )
+    assert len(ds) == 4 * (30 - 3 - 8 - 3)
+    assert ds[0]["obs_img"].shape == (12, 96, 96) and ds[0]["goal_img"].shape == (3, 96, 96)
 
 
 def test_goals_per_obs_and_workers_agree(synth, make_dataset):

@@ -25,6 +25,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -86,13 +87,21 @@ def decode_image(path: Path, image_size: Sequence[int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
+# uint8 value -> normalised float32, per channel: (v / 255 - mean_c) / std_c. A table lookup is ~3x faster
+# than the float arithmetic on the whole frame stack.
+_NORMALIZE_LUT = (
+    (np.arange(256, dtype=np.float64)[None] / 255.0 - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None]
+).astype(np.float32)
+
+
 def normalize_frames(frames: np.ndarray) -> np.ndarray:
     """uint8 ``[F, H, W, 3]`` -> float32 ``[3F, H, W]``: [0, 1], ImageNet mean/std per frame, frames in order."""
-    x = frames.astype(np.float32) * np.float32(1.0 / 255.0)
-    x -= IMAGENET_MEAN
-    x /= IMAGENET_STD
-    f, h, w, _ = x.shape
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(f * 3, h, w)
+    chw = frames.transpose(0, 3, 1, 2)
+    out = np.empty(chw.shape, dtype=np.float32)
+    for c in range(3):
+        np.take(_NORMALIZE_LUT[c], chw[:, c], out=out[:, c])
+    f, _, h, w = chw.shape
+    return out.reshape(f * 3, h, w)
 
 
 def cache_key(paths: Sequence[Path], image_size: Sequence[int], root: Path) -> str:
@@ -118,6 +127,7 @@ class ImageStore:
 
     ``use_cache=True``: memmap cache (see module docstring), built on first use with a progress bar,
     decoding every image once, so a bad image is reported at construction, never in a worker.
+    ``build_threads`` (default ``min(8, cpu_count)``) decode in parallel while building.
     ``use_cache=False``: decodes on every access (slow; for one-off inspection).
     Picklable: the memmap is reopened lazily in each worker process.
     """
@@ -132,7 +142,11 @@ class ImageStore:
         use_cache: bool = True,
         cache_dir: str | Path | None = None,
         progress: bool = True,
+        build_threads: int | None = None,
     ) -> None:
+        self.build_threads = build_threads if build_threads is not None else min(8, os.cpu_count() or 1)
+        if self.build_threads < 1:
+            raise ValueError(f"build_threads must be >= 1, got {build_threads}")
         self.paths = [Path(p) for p in paths]
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.use_cache = use_cache
@@ -155,16 +169,29 @@ class ImageStore:
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache_path.with_name(f".{self.cache_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         w, h = self.image_size
-        errors: list[str] = []
         try:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(self.paths), h, w, 3))
-            for i, p in enumerate(
-                tqdm(self.paths, desc=f"caching {self.cache_path.name}", disable=not progress)
-            ):
+
+            def decode(i: int, out: np.ndarray = out) -> str | None:
                 try:
-                    out[i] = decode_image(p, self.image_size)
+                    out[i] = decode_image(self.paths[i], self.image_size)
                 except DataError as err:
-                    errors.append(str(err))
+                    return str(err)
+                return None
+
+            # Pillow releases the GIL while decoding and resizing, so threads scale without process start-up.
+            errors: list[str] = []
+            block = 1024  # bounded number of pending futures, whatever the dataset size
+            with (
+                ThreadPoolExecutor(max_workers=self.build_threads) as pool,
+                tqdm(
+                    total=len(self.paths), desc=f"caching {self.cache_path.name}", disable=not progress
+                ) as bar,
+            ):
+                for lo in range(0, len(self.paths), block):
+                    idx = range(lo, min(lo + block, len(self.paths)))
+                    errors.extend(e for e in pool.map(decode, idx) if e is not None)
+                    bar.update(len(idx))
             out.flush()
             del out
             if errors:

@@ -91,7 +91,8 @@ def _int_arg(name: str, value: Any, minimum: int) -> int:
 class NavDataset(Dataset):
     """NoMaD-format dataset (see :mod:`navintent.data.format`) serving dict samples.
 
-    Constructor: NoMaD's ``ViNT_Dataset`` arguments (same names and meaning), plus
+    Constructor: NoMaD's ``ViNT_Dataset`` arguments (same names, order and meaning; ``obs_type``/``goal_type``
+    accept only ``"image"``, the only kind NoMaD implements), plus
 
     - ``metric_waypoint_spacing``: metres between frames; None -> looked up by ``dataset_name`` in ``data_config``
       (a YAML of NoMaD's form; default: the shipped ``data_config.yaml`` with NoMaD's known datasets).
@@ -102,7 +103,7 @@ class NavDataset(Dataset):
       relative to the current yaw (``"file"`` then needs a ``[N, 3]`` ``ref_traj``).
     - ``max_agents``: pad other agents to this count; ``with_agents``: None = emit ``agents``/``agents_mask`` iff
       any trajectory of the split has ``agents``, True = always (zeros + mask 0 where absent), False = never.
-    - ``use_cache``, ``cache_dir``, ``progress``: see :class:`navintent.data.cache.ImageStore`.
+    - ``use_cache``, ``cache_dir``, ``progress``, ``cache_build_threads``: see :class:`navintent.data.cache.ImageStore`.
     - ``goal_seed``: None (torch RNG) or int (deterministic goal per index).
 
     Sample (a dict; default collation stacks it into the batch of CONTRACTS.md):
@@ -135,6 +136,8 @@ class NavDataset(Dataset):
         end_slack: int = 0,
         goals_per_obs: int = 1,
         normalize: bool = True,
+        obs_type: str = "image",
+        goal_type: str = "image",
         *,
         metric_waypoint_spacing: float | None = None,
         data_config: str | Path | None = None,
@@ -146,6 +149,7 @@ class NavDataset(Dataset):
         use_cache: bool = True,
         cache_dir: str | Path | None = None,
         progress: bool = True,
+        cache_build_threads: int | None = None,
         goal_seed: int | None = None,
     ) -> None:
         self.data_folder = Path(data_folder)
@@ -173,6 +177,11 @@ class NavDataset(Dataset):
                 f"context_type must be 'temporal' (the only one NoMaD implements), got {context_type!r}"
             )
         self.context_type = context_type
+        if obs_type != "image" or goal_type != "image":
+            raise ValueError(
+                f"obs_type and goal_type must be 'image' (as in NoMaD), got {obs_type!r} / {goal_type!r}"
+            )
+        self.obs_type, self.goal_type = obs_type, goal_type
         self.end_slack = _int_arg("end_slack", end_slack, 0)
         self.goals_per_obs = _int_arg("goals_per_obs", goals_per_obs, 1)
         self.normalize = bool(normalize)
@@ -222,6 +231,7 @@ class NavDataset(Dataset):
             use_cache=use_cache,
             cache_dir=cache_dir,
             progress=progress,
+            build_threads=cache_build_threads,
         )
 
     # ----------------------------------------------------------------------------------------- loading

@@ -128,12 +128,13 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_data_raises_naming_file_and_check_data_lists_it(case, data, make_dataset, capsys):
+def test_bad_data_raises_naming_file_and_check_data_lists_it(case, data, make_dataset, cache_dir, capsys):
     d, s = data
     named, fragment = _corrupt(case, d)
     with pytest.raises(DataError) as err:
         make_dataset(d, s, len_traj_pred=4)
     assert str(named) in str(err.value) and fragment in str(err.value)
+    assert not cache_dir.exists() or not any(cache_dir.iterdir())  # no cache, no temporary file left
     assert cli_main(["check-data", str(d)]) == 1
     out = capsys.readouterr().out
     assert str(named) in out and fragment in out

@@ -77,7 +77,16 @@ def read_traj_data(path: Path) -> dict:
         raise DataError(f"{path}: cannot read: {err}") from err
     try:
         data = _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as err:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as err:
         raise DataError(f"{path}: not a readable pickle: {err}") from err
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a dict with keys 'position' and 'yaw', got {type(data).__name__}")

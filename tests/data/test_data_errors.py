@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from navintent.cli import main as cli_main
-from navintent.data import DataError, DataWarning, read_traj_names
+from navintent.data import DataError, DataWarning, load_trajectory, read_traj_names
 from navintent.data.split import write_traj_names
 from navintent.data.synthetic import straight_poses, write_trajectory
 
@@ -207,3 +207,17 @@ def test_split_command_like_nomad(tmp_path, capsys):
         ["split", str(tmp_path / "d"), "--out", str(tmp_path / "o3"), "--train-frac", "0.7", "--seed", "1"]
     )
     assert read_traj_names(tmp_path / "o3" / "train") != train
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_reads_numpy1_and_numpy2_pickles(tmp_path, protocol):
+    """NoMaD's traj_data.pkl files were written by numpy 1.x (module numpy.core); both layouts load."""
+    p, y = straight_poses(N)
+    write_trajectory(tmp_path / "d", "a", p, y)
+    raw = pickle.dumps({"position": p, "yaw": y[:, None]}, protocol=protocol)
+    if protocol == 2:
+        raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    (tmp_path / "d" / "a" / "traj_data.pkl").write_bytes(raw)
+    traj = load_trajectory(tmp_path / "d" / "a")
+    np.testing.assert_array_equal(traj.position, p)
+    np.testing.assert_array_equal(traj.yaw, y)

@@ -53,6 +53,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"),
     ("numpy.core.numeric", "_frombuffer"),
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # protocol <= 2 pickles store bytes as _codecs.encode(str, "latin1")
 }
 
 

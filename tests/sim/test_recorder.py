@@ -25,29 +25,15 @@ def _read(out):
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     root = tmp_path_factory.mktemp("rec")
-    for run in ("a", "b"):
-        assert (
-            main(
-                [
-                    "make-data",
-                    "--out",
-                    str(root / run),
-                    "--episodes",
-                    "3",
-                    "--seed",
-                    "5",
-                    "--image-size",
-                    "64",
-                    "48",
-                ]
-            )
-            == 0
-        )
+    for run, workers in (("a", "1"), ("b", "1"), ("c", "2")):
+        args = ["--out", str(root / run), "--episodes", "3", "--seed", "5", "--image-size", "64", "48"]
+        assert main(["make-data", *args, "--workers", workers]) == 0
     return root
 
 
-def test_make_data_is_deterministic(recorded):
-    a, b = _read(recorded / "a"), _read(recorded / "b")
+@pytest.mark.parametrize("other", ["b", "c"])  # c: two forked workers
+def test_make_data_is_deterministic(recorded, other):
+    a, b = _read(recorded / "a"), _read(recorded / other)
     assert list(a) == list(b) == ["ep00000", "ep00001", "ep00002"]
     for name in a:
         (ta, ja), (tb, jb) = a[name], b[name]
@@ -55,6 +41,13 @@ def test_make_data_is_deterministic(recorded):
         for key in ta:
             np.testing.assert_array_equal(ta[key], tb[key])
         assert ja == jb
+    config = "data_config.yaml"
+    assert (recorded / "a" / config).read_bytes() == (recorded / other / config).read_bytes()
+
+
+def test_refuses_to_overwrite(recorded):
+    with pytest.raises(FileExistsError, match="not empty"):
+        main(["make-data", "--out", str(recorded / "a"), "--episodes", "1"])
 
 
 def test_layout_and_contents(recorded):
@@ -111,3 +104,4 @@ def test_check_data_passes_and_nav_dataset_loads(recorded, tmp_path):
     assert sample["obs_img"].shape == (12, 48, 64)
     assert sample["actions"].shape == (8, 2)
     assert float(sample["ref_mask"]) == 1.0
+    assert "agents" in sample and sample["agents"].shape[-1] == 2

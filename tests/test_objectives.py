@@ -182,8 +182,11 @@ def test_objective_weighted_sum_and_context_repeat():
     ctx = ObjectiveContext(agents=agents, nominal=wp.clone())
     total = Objective("collision_margin:2.0@radius=0.5,deviation:-1")(wp, ctx)
     torch.testing.assert_close(total, torch.tensor([-0.8], dtype=torch.float64))
-    rep = ctx.repeat_interleave(3)
+    rep = ctx.repeat_interleave(3, num_samples=1)
     assert rep.agents.shape == (3, 2, 1, 2) and rep.nominal.shape == (3, 2, 2)
+    two = ObjectiveContext(z2=torch.tensor([[1.0], [2.0]]), z2_mean=torch.zeros(1))
+    picked = two.select(torch.tensor([1, 1, 0]))
+    assert picked.z2.flatten().tolist() == [2.0, 2.0, 1.0] and picked.z2_mean is two.z2_mean
 
 
 finite = st.floats(-3.0, 3.0, allow_nan=False, width=32)

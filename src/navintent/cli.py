@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "train": "navintent.train",
     "make-data": "navintent.sim.cli",
     "sample": "navintent.sample",
+    "optimize-z2": "navintent.optimize",
 }
 
 

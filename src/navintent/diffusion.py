@@ -269,7 +269,7 @@ class DifferentiableSampler:
         noise: SamplerNoise,
         loss_fn: Callable[[Tensor], Tensor],
         *,
-        scale: float,
+        scale: float | Tensor,
     ) -> Tensor:
         """Per-step guided sampling on the noisy sample (CTG-style), no gradient to the condition.
 
@@ -280,10 +280,16 @@ class DifferentiableSampler:
 
             x_{t-1} <- x_{t-1} - scale * (1 - abar_t) * g / rms(g)
 
-        Returns the final sample ``[N, T, A]``, detached.
+        ``scale`` is a float or a per-sample ``[N]`` tensor. Returns the final sample ``[N, T, A]``, detached.
         """
         self._check_noise(noise)
         x = noise.x_T.detach()
+        if isinstance(scale, Tensor):
+            if scale.shape != (x.shape[0],):
+                raise ValueError(
+                    f"guidance scale must be a float or [N={x.shape[0]}], got {tuple(scale.shape)}"
+                )
+            scale = scale.to(x).view(-1, *([1] * (x.dim() - 1)))
         for k, c in enumerate(self.coefficients):
             with torch.enable_grad():
                 x_in = x.detach().requires_grad_(True)

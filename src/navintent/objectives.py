@@ -27,7 +27,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -124,18 +124,34 @@ class ObjectiveContext:
             raise ValueError(f"this objective needs ObjectiveContext.{name}, which is not given")
         return value
 
-    def repeat_interleave(self, repeats: int) -> ObjectiveContext:
-        """Per-sample fields repeated ``repeats`` times consecutively (scenarios -> scenarios x draws)."""
-        per_sample = ("agents", "agents_mask", "nominal", "point", "z2", "z2_encoder", "z1")
-        changes = {}
+    PER_SAMPLE: ClassVar[tuple[str, ...]] = (
+        "agents",
+        "agents_mask",
+        "nominal",
+        "point",
+        "z2",
+        "z2_encoder",
+        "z1",
+    )
+
+    def select(self, index: Tensor) -> ObjectiveContext:
+        """Rows ``index [N']`` of every per-sample field (and of per-sample maps); shared fields are kept."""
+        changes: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in per_sample and value is not None:
-                changes[f.name] = value.repeat_interleave(repeats, 0)
-            elif f.name in ("cost_map", "obstacle_map") and value is not None and value.values.shape[0] > 1:
-                changes[f.name] = GridMap(
-                    value.values.repeat_interleave(repeats, 0), value.origin, value.resolution
-                )
+            if value is None:
+                continue
+            if f.name in self.PER_SAMPLE:
+                changes[f.name] = value[index.to(value.device)]
+            elif f.name in ("cost_map", "obstacle_map") and value.values.shape[0] > 1:
+                changes[f.name] = GridMap(value.values[index], value.origin, value.resolution)
+        return _replace(self, **changes)
+
+    def repeat_interleave(self, repeats: int, num_samples: int) -> ObjectiveContext:
+        """Each of ``num_samples`` rows repeated ``repeats`` times consecutively (scenarios -> scenarios x draws)."""
+        return self.select(torch.arange(num_samples).repeat_interleave(repeats))
+
+    def replace(self, **changes: Any) -> ObjectiveContext:
         return _replace(self, **changes)
 
 

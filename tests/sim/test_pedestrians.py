@@ -53,3 +53,18 @@ def test_to_robot_frame():
     np.testing.assert_allclose(
         to_robot_frame(np.array([[1.0, 3.0], [0.0, 2.0]]), pose), [[1.0, 0.0], [0.0, 1.0]], atol=1e-12
     )
+
+
+def test_pedestrian_blocked_by_the_robot_turns_back(make_corridor):
+    # The route ends where the robot stands: the pedestrian cannot reach it, stalls, then walks back.
+    scene = make_corridor(routes=[[[4.0, 3.0], [1.2, 3.0]]], speeds=[0.3], start=(1.0, 3.0, 0.0))
+    world = World(scene)
+    xs, targets = [], []
+    for _ in range(70):
+        world.step(0.0, 0.0)
+        xs.append(world.ped_positions[0, 0])
+        targets.append(int(world.ped_state.target[0]))
+        assert world.pedestrian_gaps()[0] > 0  # it never walks into the robot
+    closest = int(np.argmin(xs))
+    assert xs[closest] > 1.2 + 0.3  # never reached its route end (within the waypoint tolerance)
+    assert xs[-1] > xs[closest] + 0.5 and targets[-1] == 0  # turned back towards its first point

@@ -82,7 +82,8 @@ class CameraConfig(ConfigBase):
 class PedestrianConfig(ConfigBase):
     """Social force model (Helbing & Molnar 1995) parameters; forces are accelerations (m/s^2).
 
-    ``robot_strength`` scales the repulsion pedestrians feel from the robot (0 = they ignore it).
+    ``robot_strength`` scales the repulsion pedestrians feel from the robot (0 = they ignore it). A pedestrian
+    slower than ``stall_speed`` (m/s) for ``stall_patience`` control steps (4 s by default) turns back.
     """
 
     radius: float = 0.25
@@ -98,9 +99,18 @@ class PedestrianConfig(ConfigBase):
     max_speed_factor: float = 1.3
     waypoint_tolerance: float = 0.3
     substeps: int = 5
+    stall_speed: float = 0.05
+    stall_patience: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("radius", "relaxation_time", "agent_range", "static_range", "waypoint_tolerance"):
+        for name in (
+            "radius",
+            "relaxation_time",
+            "agent_range",
+            "static_range",
+            "waypoint_tolerance",
+            "stall_speed",
+        ):
             _positive(name, getattr(self, name))
         self.speed_range = _range("speed_range", self.speed_range)
         for name in ("agent_strength", "robot_strength", "static_strength", "evasion"):
@@ -111,8 +121,10 @@ class PedestrianConfig(ConfigBase):
             raise ValueError(f"anisotropy must be in [0, 1], got {self.anisotropy!r}")
         if not self.max_speed_factor >= 1.0:
             raise ValueError(f"max_speed_factor must be >= 1, got {self.max_speed_factor!r}")
-        if isinstance(self.substeps, bool) or not isinstance(self.substeps, int) or self.substeps < 1:
-            raise ValueError(f"substeps must be a positive int, got {self.substeps!r}")
+        for name in ("substeps", "stall_patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @dataclass

@@ -12,7 +12,8 @@ plus, for someone ahead, an evasive sidestep to the right of one's heading (``ev
 magnitude times the cosine of the angle to them): without it two parties meeting head-on only brake and can
 block each other forever. The anisotropy is ``w(phi) = lambda + (1 - lambda) (1 + cos phi) / 2`` (people react less to what is behind
 them). The model is integrated with semi-implicit Euler in ``substeps`` sub-steps per control step, and the speed
-is capped at ``max_speed_factor * v0``. There is no noise: the same initial state gives the same motion.
+is capped at ``max_speed_factor * v0``. A pedestrian that stands blocked for ``stall_patience`` control steps
+turns back along its route (see ``_turn_back_if_stalled``). There is no noise: the same initial state gives the same motion.
 """
 
 from __future__ import annotations
@@ -27,16 +28,22 @@ from navintent.sim.geometry import StaticMap
 
 @dataclass
 class PedestrianState:
-    """Positions ``[N, 2]`` (m), velocities ``[N, 2]`` (m/s), current route target ``[N]`` and direction ``[N]`` (+1/-1)."""
+    """Positions ``[N, 2]`` (m), velocities ``[N, 2]`` (m/s), current route target ``[N]``, direction ``[N]``
+    (+1/-1) and ``stalled [N]``: control steps spent nearly standing while walking a route."""
 
     position: np.ndarray
     velocity: np.ndarray
     target: np.ndarray
     direction: np.ndarray
+    stalled: np.ndarray
 
     def copy(self) -> PedestrianState:
         return PedestrianState(
-            self.position.copy(), self.velocity.copy(), self.target.copy(), self.direction.copy()
+            self.position.copy(),
+            self.velocity.copy(),
+            self.target.copy(),
+            self.direction.copy(),
+            self.stalled.copy(),
         )
 
 
@@ -62,7 +69,8 @@ class SocialForcePedestrians:
         n = self.num
         pos = np.array([r[0] for r in self.routes]).reshape(n, 2)
         target = np.array([1 if len(r) > 1 else 0 for r in self.routes], dtype=np.int64)
-        return PedestrianState(pos, np.zeros((n, 2)), target, np.ones(n, dtype=np.int64))
+        ones = np.ones(n, dtype=np.int64)
+        return PedestrianState(pos, np.zeros((n, 2)), target, ones, np.zeros(n, dtype=np.int64))
 
     def _targets(self, state: PedestrianState) -> np.ndarray:
         return np.array([r[t] for r, t in zip(self.routes, state.target, strict=True)]).reshape(self.num, 2)
@@ -140,7 +148,23 @@ class SocialForcePedestrians:
             state.velocity = vel
             state.position = state.position + h * vel
         self._advance_targets(state)
+        self._turn_back_if_stalled(state)
         return state
+
+    def _turn_back_if_stalled(self, state: PedestrianState) -> None:
+        """Someone blocked (speed < ``stall_speed``) for ``stall_patience`` control steps turns back towards the
+        previous route point: it ends mutual waiting between a pedestrian and a robot that yields to it."""
+        cfg = self.config
+        speed = np.linalg.norm(state.velocity, axis=1)
+        for i, route in enumerate(self.routes):
+            if len(route) < 2 or speed[i] >= cfg.stall_speed:
+                state.stalled[i] = 0
+                continue
+            state.stalled[i] += 1
+            if state.stalled[i] >= cfg.stall_patience:
+                state.direction[i] *= -1
+                state.target[i] = int(np.clip(state.target[i] + state.direction[i], 0, len(route) - 1))
+                state.stalled[i] = 0
 
     def predict(
         self,

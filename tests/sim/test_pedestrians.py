@@ -68,3 +68,15 @@ def test_pedestrian_blocked_by_the_robot_turns_back(make_corridor):
     closest = int(np.argmin(xs))
     assert xs[closest] > 1.2 + 0.3  # never reached its route end (within the waypoint tolerance)
     assert xs[-1] > xs[closest] + 0.5 and targets[-1] == 0  # turned back towards its first point
+
+
+def test_predict_agents_local_is_in_the_robot_frame(make_corridor):
+    from navintent.sim import predict_agents_local
+
+    scene = make_corridor(routes=[[[4.0, 3.0], [4.0, 1.0]]], speeds=[0.3], start=(1.0, 3.0, np.pi / 2))
+    world = World(scene)
+    local = predict_agents_local(world, 3)
+    world_xy = world.predict_agents(3)
+    # robot faces +y: a point 3 m to the +x side of it is 3 m to its right (y = -3)
+    np.testing.assert_allclose(local[:, 0, 0], world_xy[:, 0, 1] - 3.0, atol=1e-12)
+    np.testing.assert_allclose(local[:, 0, 1], -(world_xy[:, 0, 0] - 1.0), atol=1e-12)

@@ -113,3 +113,15 @@ def test_images_are_informative_and_change_when_the_robot_turns(make_corridor):
     assert a.std() > 10 and len(np.unique(a.reshape(-1, 3), axis=0)) > 20
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 5
     assert np.abs(a.astype(int) - hidden.astype(int)).sum() > 0  # the pedestrian ahead is visible
+
+
+def test_overview_shows_the_whole_room(make_corridor):
+    scene = make_corridor(routes=[[[3.0, 3.0]]], speeds=[0.3])
+    with SceneRenderer(scene) as renderer:
+        top = renderer.overview(scene.start, np.array([[3.0, 3.0]]), size=128)
+        empty = renderer.overview(scene.start, None, size=128)
+    assert top.shape == (128, 128, 3) and top.std() > 10
+    changed = np.abs(top.astype(int) - empty.astype(int)).sum(-1) > 0
+    rows, cols = np.nonzero(changed)
+    # the pedestrian stands at the room centre: the pixels it changes are around the image centre
+    assert abs(rows.mean() - 64) < 12 and abs(cols.mean() - 64) < 12

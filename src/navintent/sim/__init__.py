@@ -38,7 +38,7 @@ from navintent.sim.rollout import (  # noqa: E402
     run_expert,
 )
 from navintent.sim.scene import Scene, generate_scene  # noqa: E402
-from navintent.sim.world import World, predict_agents_at, to_robot_frame  # noqa: E402
+from navintent.sim.world import World, predict_agents_at, predict_agents_local, to_robot_frame  # noqa: E402
 
 __all__ = [
     "CameraConfig",
@@ -59,5 +59,6 @@ __all__ = [
     "World",
     "generate_scene",
     "predict_agents_at",
+    "predict_agents_local",
     "to_robot_frame",
 ]

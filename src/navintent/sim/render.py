@@ -66,15 +66,29 @@ class SceneRenderer:
         renderer.update_scene(self.data, camera=camera)
         return renderer.render()
 
+    def overview(self, pose: np.ndarray, ped_positions: np.ndarray | None, size: int = 480) -> np.ndarray:
+        """Top-down RGB ``[size, size, 3]`` uint8 of the whole room (for figures), from a second lazily created
+        per-process renderer."""
+        key = -os.getpid() - 1  # negative keys: overview renderers
+        renderer = self._renderers.get(key)
+        if renderer is None or renderer.width != size:
+            if renderer is not None:
+                renderer.close()
+            renderer = self._renderers[key] = mujoco.Renderer(self.model, height=size, width=size)
+        self.set_state(pose, ped_positions)
+        renderer.update_scene(self.data, camera="overview")
+        return renderer.render()
+
     def goal_image(self) -> np.ndarray:
         """The robot camera at the goal pose, pedestrians hidden (a map image taken when nobody was there)."""
         return self.render(self.scene.goal, None)
 
     def close(self) -> None:
-        """Close this process's renderer (renderers of other processes are left alone)."""
-        renderer = self._renderers.pop(os.getpid(), None)
-        if renderer is not None:
-            renderer.close()
+        """Close this process's renderers (renderers of other processes are left alone)."""
+        for key in (os.getpid(), -os.getpid() - 1):
+            renderer = self._renderers.pop(key, None)
+            if renderer is not None:
+                renderer.close()
 
     def __enter__(self) -> SceneRenderer:
         return self

@@ -246,8 +246,8 @@ def scene_to_mjcf(scene: Scene, camera: CameraConfig | None = None) -> str:
     lines = [
         '<mujoco model="navintent_scene">',
         f'  <statistic center="{half} {half} 0.5" extent="{size}"/>',
-        f'  <visual><quality offsamples="0" shadowsize="0"/><global offwidth="{max(width, 64)}" '
-        f'offheight="{max(height, 64)}"/><map znear="0.005" zfar="4"/>'
+        f'  <visual><quality offsamples="0" shadowsize="0"/><global offwidth="{max(width, 640)}" '
+        f'offheight="{max(height, 640)}"/><map znear="0.005" zfar="4"/>'
         '<headlight ambient="0.45 0.45 0.45" diffuse="0.4 0.4 0.4" specular="0 0 0"/></visual>',
         "  <asset>",
         '    <texture name="floor" type="2d" builtin="checker" rgb1="0.62 0.60 0.55" rgb2="0.42 0.44 0.47" '

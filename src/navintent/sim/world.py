@@ -80,6 +80,12 @@ class World:
         return self.pedestrians.predict(self.ped_state, horizon, robot.dt, self.pose[:2], robot.radius)
 
 
+def predict_agents_local(world: World, horizon: int) -> np.ndarray:
+    """:meth:`World.predict_agents` in the robot frame at the current pose: ``[horizon, N, 2]`` metres, x forward,
+    y left (the frame of the policy's waypoints)."""
+    return to_robot_frame(world.predict_agents(horizon), world.pose)
+
+
 def predict_agents_at(scene: Scene, poses: np.ndarray, horizon: int) -> np.ndarray:
     """Replay ``scene`` along recorded robot ``poses [t + 1, 3]`` (row k = pose at step k) and return the
     pedestrians' predicted world positions ``[horizon, N, 2]`` after step ``t`` (see :meth:`World.predict_agents`).

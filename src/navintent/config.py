@@ -278,9 +278,10 @@ class IntentConfig(ConfigBase):
     ``ref_traj [B, T_ref, D]``; reference values are divided by ``ref_scale`` before the embedding (they are in
     spacing units, as the actions; 8 is about half the default 16-step reference's reach). ``enc1_layers``
     transformer layers read [query, obs tokens, goal, null reference, reference steps]; ``enc2_hidden`` is the
-    width of Encoder2's MLP. ``ref_dropout`` is the probability that a sample with a reference is trained reference-free (null token); ``latent_dropout`` the
-    probability that a sample trains the unconditional (``latent_z=None``) branch CFG needs. The KL term is
-    weighted by ``beta * min(1, step / kl_warmup_steps)`` (``kl_warmup_steps = 0``: no warm-up).
+    width of Encoder2's MLP. ``ref_dropout`` is the probability that a sample with a reference is trained
+    reference-free (null token); ``latent_dropout`` the probability that a sample trains the unconditional
+    (``latent_z=None``) branch CFG needs. The KL term is weighted by ``beta * min(1, step / kl_warmup_steps)``
+    (``kl_warmup_steps = 0``: no warm-up).
     """
 
     z1_dim: int = 16
@@ -606,7 +607,8 @@ class TwoStageTrainingConfig(ConfigBase):
 
 
 def preset_training_config(name: str) -> TwoStageTrainingConfig:
-    """``tiny`` (tests: seconds per step on CPU), ``demo`` (minutes on CPU), ``nomad`` (the paper's sizes)."""
+    """``tiny`` (tests: seconds per step on CPU; 5 diffusion steps), ``demo`` (minutes on CPU), ``nomad`` (the
+    paper's sizes)."""
     model = preset_model_config(name)
     if name == "nomad":
         return TwoStageTrainingConfig(model=model)
@@ -618,6 +620,7 @@ def preset_training_config(name: str) -> TwoStageTrainingConfig:
         )
     return TwoStageTrainingConfig(
         model=model,
+        scheduler=SchedulerConfig(num_train_timesteps=5),
         intent=IntentConfig(z1_dim=4, enc1_layers=1, enc2_hidden=32, kl_warmup_steps=10),
         train=TrainConfig(
             lr=1e-3,

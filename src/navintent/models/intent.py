@@ -200,6 +200,26 @@ def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=-1)
 
 
+def draw_training_masks(
+    has_ref: Tensor,
+    goal_mask_prob: float,
+    ref_dropout: float,
+    latent_dropout: float,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample training choices for ``has_ref [B]`` (bool): ``(goal_mask, ref_used, latent_used)``, bool ``[B]``.
+
+    ``goal_mask`` ~ Bernoulli(goal_mask_prob) (1 = goal hidden); ``ref_used`` = has_ref and not dropped
+    (drop ~ Bernoulli(ref_dropout)); ``latent_used`` ~ Bernoulli(1 - latent_dropout). Three uniform draws, in
+    this order, from ``generator`` (None: the global RNG) on ``has_ref``'s device.
+    """
+    size, device = has_ref.shape[0], has_ref.device
+    goal_mask = torch.rand(size, generator=generator, device=device) < goal_mask_prob
+    ref_used = has_ref.bool() & (torch.rand(size, generator=generator, device=device) >= ref_dropout)
+    latent_used = torch.rand(size, generator=generator, device=device) >= latent_dropout
+    return goal_mask, ref_used, latent_used
+
+
 def masked_mean(per_sample: Tensor, mask: Tensor) -> Tensor:
     """``sum(per_sample * mask) / max(sum(mask), 1)`` over ``[B]``; 0 when the mask is empty."""
     mask = mask.to(per_sample.dtype)
@@ -297,36 +317,24 @@ class TwoStageIntentModel(NoMaDPolicy):
         obs_img, goal_img = batch["obs_img"], batch["goal_img"]
         device, batch_size = obs_img.device, obs_img.shape[0]
         actions = batch["actions"].to(device)
-        if (
-            actions.ndim != 3
-            or actions.shape[0] != batch_size
-            or actions.shape[1:]
-            != (
-                self.config.len_traj_pred,
-                self.config.action_dim,
-            )
-        ):
+        expected = (batch_size, self.config.len_traj_pred, self.config.action_dim)
+        if tuple(actions.shape) != expected:
             raise ValueError(
                 f"batch['actions'] must have shape [{batch_size}, {self.config.len_traj_pred}, "
                 f"{self.config.action_dim}], got {tuple(actions.shape)}"
             )
         action_mask = batch["action_mask"].to(device=device, dtype=actions.dtype)
+        ref_traj = batch.get("ref_traj")
+        ref_traj = None if ref_traj is None else ref_traj.to(device)
         distance = batch["distance"].to(device=device, dtype=actions.dtype)
 
-        def uniform() -> Tensor:
-            return torch.rand(batch_size, generator=generator, device=device)
-
-        goal_mask = uniform() < goal_mask_prob
-        ref_traj = batch.get("ref_traj")
-        if ref_traj is not None:
-            ref_traj = ref_traj.to(device)
-            has_ref = (
-                batch["ref_mask"].to(device) > 0.5 if "ref_mask" in batch else torch.ones_like(goal_mask)
-            )
+        if ref_traj is not None and "ref_mask" in batch:
+            has_ref = batch["ref_mask"].to(device) > 0.5
         else:
-            has_ref = torch.zeros_like(goal_mask)
-        ref_used = has_ref & (uniform() >= ref_dropout)
-        latent_used = uniform() >= latent_dropout
+            has_ref = torch.full((batch_size,), ref_traj is not None, dtype=torch.bool, device=device)
+        goal_mask, ref_used, latent_used = draw_training_masks(
+            has_ref, goal_mask_prob, ref_dropout, latent_dropout, generator=generator
+        )
 
         cond, tokens = self.encode(obs_img, goal_img, goal_mask.long(), return_tokens=True)
         mu, logvar = self.posterior(tokens, goal_mask, ref_traj, ref_used)

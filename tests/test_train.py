@@ -1,0 +1,238 @@
+"""Training loop: exact resume (via the CLI), freezing, the NaN guard, DDP on two gloo processes, helpers."""
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch.utils.data import Dataset
+
+from navintent.checkpoint import read_checkpoint
+from navintent.cli import main
+from navintent.config import TrainConfig, TwoStageTrainingConfig, preset_training_config
+from navintent.data import write_traj_names
+from navintent.data.synthetic import write_synthetic_dataset
+from navintent.train import (
+    GaussianFit,
+    NonFiniteLossError,
+    Trainer,
+    apply_freeze,
+    init_distributed,
+    lr_factor,
+)
+
+TINY = preset_training_config("tiny")
+
+
+class MemorySet(Dataset):
+    """Deterministic dict samples (tiny preset shapes); ``nan_actions`` poisons every sample's actions."""
+
+    def __init__(self, n: int, nan_actions: bool = False) -> None:
+        self.n, self.nan_actions = n, nan_actions
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(i)
+        mc = TINY.model
+        w, h = mc.image_size
+        steps = torch.rand(mc.len_traj_pred, 2, generator=g) + torch.tensor([0.5, -0.5])
+        actions = torch.cumsum(steps, 0)
+        if self.nan_actions:
+            actions[3, 0] = float("nan")
+        return {
+            "obs_img": torch.randn(3 * (mc.context_size + 1), h, w, generator=g),
+            "goal_img": torch.randn(3, h, w, generator=g),
+            "actions": actions,
+            "distance": torch.tensor(i % 10),
+            "action_mask": torch.tensor(1.0),
+            "ref_traj": torch.cat([actions, actions + actions[-1]]),
+            "ref_mask": torch.tensor(1.0),
+            "metric_scale": torch.tensor(0.25),
+        }
+
+
+def tiny_config(**train_changes) -> TwoStageTrainingConfig:
+    train = TrainConfig.from_dict({**TINY.train.to_dict(), "batch_size": 2, **train_changes})
+    return TINY.replace(train=train)
+
+
+# --------------------------------------------------------------------------------------------------
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, monkeypatch):
+    """Stop at step 2, resume to step 4 (across an epoch end with evaluation) == one run to step 4."""
+    monkeypatch.setenv("NAVINTENT_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    write_synthetic_dataset(
+        data / "synth", num_trajectories=3, length=14, split_folder=data / "splits" / "synth" / "train"
+    )
+    write_traj_names(
+        data / "splits" / "synth" / "train", ["traj_000", "traj_001"]
+    )  # 6 samples: 3 steps/epoch
+    write_traj_names(data / "splits" / "synth" / "test", ["traj_002"])
+    (data / "data_config.yaml").write_text("synth:\n  metric_waypoint_spacing: 0.25\n")
+    common = ["train", "--data_dir", str(data), "--preset", "tiny", "--batch_size", "2", "--no_progress"]
+    common += ["--checkpoint_every", "2", "--device", "cpu", "--epochs", "2"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main([*common, "--out", str(a), "--max_steps", "4"]) == 0
+    assert main([*common, "--out", str(b), "--max_steps", "2"]) == 0
+    assert read_checkpoint(b / "latest.pt")["train_state"]["step"] == 2
+    assert main([*common, "--out", str(b), "--max_steps", "4", "--resume"]) == 0
+
+    ca, cb = read_checkpoint(a / "latest.pt"), read_checkpoint(b / "latest.pt")
+    assert ca["train_state"]["step"] == cb["train_state"]["step"] == 4
+    for key in ("model", "ema"):
+        assert ca[key].keys() == cb[key].keys()
+        for name, value in ca[key].items():
+            assert torch.equal(value, cb[key][name]), f"{key}: {name}"
+    opt_a, opt_b = ca["train_state"]["optimizer"]["state"], cb["train_state"]["optimizer"]["state"]
+    for pid, state in opt_a.items():
+        for name, value in state.items():
+            assert torch.equal(value, opt_b[pid][name]), f"optimizer {pid} {name}"
+    assert torch.equal(ca["z2_stats"]["cov"], cb["z2_stats"]["cov"])
+    assert sorted(p.name for p in a.glob("step_*.pt")) == ["step_00000003.pt", "step_00000004.pt"]
+    assert list((a / "viz").glob("eval_step3.png")) and (a / "tb").is_dir()
+    rows = (b / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:] if ",train/loss," in r] == ["1", "2", "3", "4"]
+    assert any(",eval/ade_ref_gm," in r for r in rows)
+
+    with pytest.raises(ValueError, match=r"train\.lr: checkpoint 0\.001, now 0\.5"):
+        main([*common, "--out", str(b), "--max_steps", "5", "--resume", "--lr", "0.5"])
+
+
+def test_freeze_fixes_exactly_the_named_groups(tmp_path):
+    torch.manual_seed(0)
+    trainer = Trainer(
+        tiny_config(freeze=("vision",), max_steps=1), MemorySet(4), None, tmp_path, progress=False
+    )
+    model = trainer.model
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n, _ in model.named_parameters() if n.startswith("vision_encoder.")}
+    assert {id(p) for p in trainer.params} == {id(p) for n, p in model.named_parameters() if n not in frozen}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.fit()
+    after = dict(model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    assert not torch.equal(
+        before["noise_pred_net.final_conv.1.weight"], after["noise_pred_net.final_conv.1.weight"]
+    )
+    assert not model.vision_encoder.training and model.noise_pred_net.training
+
+    names = apply_freeze(model, ["denoiser"])
+    assert set(names) == {
+        n for n, _ in model.named_parameters() if n.startswith(("noise_pred_net.", "dist_pred_net."))
+    }
+    with pytest.raises(
+        ValueError, match=r"freeze entries must be among \['vision', 'denoiser'\], got \['unet'\]"
+    ):
+        TrainConfig(freeze=("unet",))
+
+
+def test_nan_loss_stops_with_a_diagnostic_before_ema_or_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    trainer = Trainer(
+        tiny_config(checkpoint_every=1), MemorySet(4, nan_actions=True), None, tmp_path, progress=False
+    )
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(
+        NonFiniteLossError, match=r"step 1 \(epoch 0, batch 0 .*sample indices \[\d, \d\]\): loss, diffusion"
+    ):
+        trainer.fit()
+    assert trainer.ema.num_updates == 0 and trainer.step == 0
+    assert not list(tmp_path.glob("*.pt"))
+    assert all(torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+
+
+# --------------------------------------------------------------------------------------------------
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(
+        {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1"}
+    )
+    os.environ["MASTER_PORT"] = str(port)
+    info, device = init_distributed("cpu")
+    try:
+        trainer = Trainer(
+            tiny_config(max_steps=1), MemorySet(8), None, Path(out) / "run", dist_info=info, progress=False
+        )
+        trainer.fit()
+        order = trainer.sampler.epoch_indices()
+        torch.save({"state": trainer.model.state_dict(), "order": order}, Path(out) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_hold_identical_weights(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert not set(r0["order"]) & set(r1["order"])  # each rank read its own shard
+    init = Trainer(
+        tiny_config(max_steps=1), MemorySet(8), None, tmp_path / "x", progress=False
+    ).model.state_dict()
+    changed = 0
+    for name, value in r0["state"].items():
+        assert torch.equal(value, r1["state"][name]), name
+        changed += not torch.equal(value, init[name])
+    assert changed > 0
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == ["latest.pt", "step_00000001.pt"]
+
+
+# --------------------------------------------------------------------------------------------------
+def test_lr_schedule_warms_up_then_follows_a_cosine():
+    values = [lr_factor(s, 4, 20, "cosine") for s in range(21)]
+    assert values[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert values[4] == 1.0 and values[20] == 0.0
+    assert math.isclose(values[12], 0.5 * (1 + math.cos(math.pi * 8 / 16)))
+    assert lr_factor(10, 0, 20, "constant") == 1.0
+
+
+def test_gaussian_fit_matches_the_sample_mean_and_covariance():
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(6, 50, 3, generator=g) @ torch.tensor(
+        [[1.0, 0.5, 0.0], [0.0, 1.0, 0.2], [0.0, 0.0, 0.3]]
+    )
+    fit = GaussianFit(3)
+    for chunk in data:
+        fit.update(chunk)
+    flat = data.reshape(-1, 3).double()
+    stats = fit.stats()
+    torch.testing.assert_close(stats["mean"].double(), flat.mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(stats["cov"].double(), torch.cov(flat.T, correction=0), rtol=0, atol=1e-5)
+    assert stats["count"] == 300
+
+
+def test_config_accepts_nomad_yaml_keys_and_names_unknown_ones(tmp_path):
+    flat = tmp_path / "nomad.yaml"
+    flat.write_text(
+        "project_name: nomad\nlr: 1e-4\nbatch_size: 8\nalpha: 1e-4\ngoal_mask_prob: 0.3\nnum_diffusion_iters: 7\n"
+        "encoding_size: 64\ndistance:\n  min_dist_cat: 0\n  max_dist_cat: 15\naction:\n  min_dist_cat: 2\n"
+        "  max_dist_cat: 12\nz1_dim: 6\nref_dropout: 0.2\ndatasets: {}\n"
+    )
+    cfg = TwoStageTrainingConfig.load_yaml(flat)
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.goal_mask_prob) == (1e-4, 8, 0.3)
+    assert (cfg.train.max_dist_cat, cfg.train.min_action_distance, cfg.train.max_action_distance) == (
+        15,
+        2,
+        12,
+    )
+    assert cfg.scheduler.num_train_timesteps == 7 and cfg.model.encoding_size == 64
+    assert (cfg.intent.z1_dim, cfg.intent.ref_dropout) == (6, 0.2)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 1e-4\nlearning_rate: 3\nbatchsize: 2\n")
+    with pytest.raises(
+        ValueError, match=r"unknown config keys in .*bad\.yaml: \['batchsize', 'learning_rate'\]"
+    ):
+        TwoStageTrainingConfig.load_yaml(bad)
+    sectioned = tmp_path / "s.yaml"
+    sectioned.write_text("intent:\n  beta: 0.01\ntrain:\n  epochs: 3\n  lrr: 1\n")
+    with pytest.raises(ValueError, match=r"unknown TrainConfig keys .*\['lrr'\]"):
+        TwoStageTrainingConfig.load_yaml(sectioned)
+    round_trip = tmp_path / "round.yaml"
+    cfg.save_yaml(round_trip)
+    assert TwoStageTrainingConfig.load_yaml(round_trip) == cfg

@@ -143,8 +143,8 @@ def project_on_path(path: np.ndarray, point: np.ndarray) -> float:
 class Expert:
     """Privileged path follower for one episode; call :meth:`act` once per control step.
 
-    Progress along the path only moves forward (the projection is searched at or after the last one), so
-    the robot never turns back to an earlier part of a path that passes near itself.
+    Progress along the path (arc length of the robot's projection on it) never decreases and grows by at most
+    0.5 m per step, so the pursuit target never jumps back, nor far ahead where a path passes near itself.
     """
 
     def __init__(
@@ -157,6 +157,7 @@ class Expert:
         config: ExpertConfig,
         pedestrian_radius: float,
         goal_radius: float,
+        resolution: float = 0.1,
     ) -> None:
         self.static = static
         self.path = np.asarray(path, dtype=np.float64)
@@ -165,6 +166,7 @@ class Expert:
         self.config = config
         self.pedestrian_radius = pedestrian_radius
         self.goal_radius = goal_radius
+        self.resolution = resolution
         self._arc = path_arc_length(self.path)
         self._progress = 0.0
         self._waiting = 0
@@ -188,7 +190,7 @@ class Expert:
             pose[:2],
             self.goal,
             clearance=self.robot.radius + self.config.inflation,
-            resolution=0.1,
+            resolution=self.resolution,
         )
         if path is None:
             return False

@@ -152,6 +152,7 @@ def make_expert(scene: Scene) -> Expert:
         config=cfg.expert,
         pedestrian_radius=cfg.pedestrians.radius,
         goal_radius=cfg.goal_radius,
+        resolution=cfg.scene.grid_resolution,
     )
 
 

@@ -346,6 +346,9 @@ def policy_eps_fn(
     """
 
     def eps_fn(x: Tensor, t: int) -> Tensor:
-        return policy.predict_noise(x, t, global_cond, latent_z=latent_z, lambda_cfg=lambda_cfg)
+        # A float64 chain passes the timestep as a float64 tensor: the U-Net's step embedding follows the
+        # timestep's dtype (an int gives float32 features, which a float64 model cannot take).
+        step = torch.tensor(t, dtype=x.dtype, device=x.device) if x.dtype == torch.float64 else t
+        return policy.predict_noise(x, step, global_cond, latent_z=latent_z, lambda_cfg=lambda_cfg)
 
     return eps_fn

@@ -811,8 +811,9 @@ def sim_scenarios(
     """Built-in scenarios from the MuJoCo world (scene seeds ``seed .. seed + num - 1``).
 
     The expert drives each scene; the scenario is the step where a pedestrian's true future (over the
-    prediction horizon) comes closest to the robot's current position while still >= 0.6 m away (the moment
-    before an interaction), or step ``context_size`` if the scene has no pedestrian. Context frames are the
+    prediction horizon, only points at least 0.2 m ahead of the robot) comes closest to the robot's current
+    position while still >= 0.6 m away (the moment before an interaction in front), or step ``context_size``
+    if no such step exists. Context frames are the
     rendered camera at the previous ``context_size + 1`` steps, the goal image the camera at the goal;
     agents are the pedestrians' positions over the next ``len_traj_pred`` steps in the robot frame (metres).
     ``metric_scale`` defaults to the expert rollout's mean step length (the recorder's
@@ -840,7 +841,9 @@ def sim_scenarios(
             best = math.inf
             for t in range(c, last):
                 fut = peds[np.minimum(np.arange(t + 1, t + 1 + t_pred), last)]
-                d = np.linalg.norm(fut - poses[t, :2], axis=-1).min()
+                local = to_robot_frame(fut.reshape(-1, 2), poses[t])
+                ahead = local[local[:, 0] > 0.2]
+                d = np.linalg.norm(ahead, axis=-1).min() if len(ahead) else math.inf
                 if 0.6 <= d < best:
                     best, t_best = d, t
         future = peds[np.minimum(np.arange(t_best + 1, t_best + 1 + t_pred), last)]  # [T, N, 2]

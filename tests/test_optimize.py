@@ -1,0 +1,274 @@
+"""z2 optimisation: gradients through full sampling, batching bookkeeping, baselines, the CLI and its input checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from navintent.cli import main
+from navintent.config import IntentConfig, SchedulerConfig, preset_model_config
+from navintent.diffusion import build_sampler
+from navintent.models.intent import TwoStageIntentModel
+from navintent.objectives import Objective
+from navintent.optimize import (
+    DiffusionAdapter,
+    Scenarios,
+    Z2OptimConfig,
+    best_of_n,
+    cem,
+    guided_baseline,
+    optimize_adam,
+    plain,
+    validate_data_sample,
+)
+
+B, T, H = 2, 8, 64
+OBJECTIVE = "softmin_dist:1.0@tau=0.3,z2_encoder:0.1"
+
+
+def _tiny_model() -> TwoStageIntentModel:
+    torch.manual_seed(0)
+    model = TwoStageIntentModel(preset_model_config("tiny"), IntentConfig(z1_dim=4, enc2_hidden=16)).eval()
+    # z_proj starts at zero (the model then ignores z2): give it weights so that z2 matters
+    torch.nn.init.normal_(model.z_proj.weight, std=0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model() -> TwoStageIntentModel:
+    return _tiny_model()
+
+
+def _scenarios(dtype=torch.float32) -> Scenarios:
+    g = torch.Generator().manual_seed(1)
+    agents = torch.stack([torch.linspace(0.2, 1.0, T), torch.linspace(0.6, -0.2, T)], -1)
+    return Scenarios(
+        obs_img=torch.randn(B, 12, H, H, generator=g, dtype=dtype),
+        goal_img=torch.randn(B, 3, H, H, generator=g, dtype=dtype),
+        metric_scale=torch.tensor([0.1, 0.2], dtype=dtype),
+        agents=agents.view(1, T, 1, 2).repeat(B, 1, 2, 1).to(dtype),
+        agents_mask=torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
+    )
+
+
+def _adapter(
+    model, *, draws=2, clip="straight_through", lambda_cfg=0.0, dtype=torch.float32
+) -> DiffusionAdapter:
+    return DiffusionAdapter(
+        model,
+        _scenarios(dtype),
+        Objective(OBJECTIVE),
+        sampler=build_sampler(SchedulerConfig(), clip=clip),
+        draws=draws,
+        lambda_cfg=lambda_cfg,
+        generator=torch.Generator().manual_seed(2),
+    )
+
+
+def test_gradient_wrt_z2_matches_finite_differences_float64():
+    model = _tiny_model().double()
+    adapter = _adapter(model, clip="none", dtype=torch.float64)
+    z2 = (adapter.z2_init + 0.3 * torch.randn_like(adapter.z2_init)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(adapter.loss_given_z2(z2).loss.sum(), z2)
+    assert (grad.abs().sum(1) > 0).all()  # every scenario's z2 gets a gradient
+    h = 1e-6
+    with torch.no_grad():
+        for direction in torch.randn(2, *z2.shape, dtype=torch.float64):
+            plus = adapter.loss_given_z2(z2 + h * direction).loss.sum()
+            minus = adapter.loss_given_z2(z2 - h * direction).loss.sum()
+            fd = (plus - minus) / (2 * h)
+            torch.testing.assert_close((grad * direction).sum(), fd, atol=1e-6, rtol=1e-5)
+
+
+def test_one_vision_pass_and_one_unet_call_per_denoising_step(model, monkeypatch):
+    adapter = _adapter(model, draws=3, lambda_cfg=1.5)
+    assert adapter.cond.shape[0] == B  # encoded once per scenario, not per draw
+    calls = {"encode": 0, "unet": []}
+    monkeypatch.setattr(model, "encode", lambda *a, **k: calls.__setitem__("encode", calls["encode"] + 1))
+    hook = model.noise_pred_net.register_forward_hook(
+        lambda m, args, out: calls["unet"].append(args[0].shape[0])
+    )
+    try:
+        result = optimize_adam(adapter, Z2OptimConfig(steps=2, lr=0.05), progress=False)
+    finally:
+        hook.remove()
+    assert calls["encode"] == 0
+    steps = adapter.sampler.num_steps
+    # 2 steps + the final evaluation, each one chain of `steps` U-Net calls over cond+uncond rows of B x M
+    assert calls["unet"] == [2 * B * 3] * (3 * steps)
+    assert result.z2.shape == (B, model.z_dim) and result.evaluations == 3
+    assert all(p.requires_grad for p in model.parameters())  # restored after optimisation
+
+
+def test_loss_many_matches_per_candidate_evaluation(model):
+    adapter = _adapter(model)
+    cands = adapter.z2_init + torch.randn(3, B, model.z_dim)
+    many = adapter.loss_many(cands)
+    with torch.no_grad():
+        single = torch.stack([adapter.loss_given_z2(c).loss for c in cands])
+    torch.testing.assert_close(many, single, atol=1e-5, rtol=1e-5)
+
+
+def test_adam_and_baselines_improve_on_plain(model):
+    adapter = _adapter(model)
+    start = plain(adapter)
+    adam = optimize_adam(adapter, Z2OptimConfig(steps=6, lr=0.2), progress=False)
+    assert (adam.loss <= start.loss + 1e-6).all() and adam.loss.mean() < start.loss.mean()
+    assert len(adam.history) == 6
+    cfg = Z2OptimConfig(cem_population=4, eval_chunk=2, guide_scales=(0.1, 1.0))
+    gen = torch.Generator().manual_seed(0)
+    for fn in (best_of_n, cem):
+        res = fn(adapter, 0.0, cfg, gen)  # zero budget still runs one round
+        assert res.z2.shape == (B, model.z_dim) and res.evaluations > 1
+        assert (res.loss <= start.loss + 1e-6).all()
+    guided = guided_baseline(adapter, 0.0, cfg, gen)
+    assert guided.evaluations == 1
+    torch.testing.assert_close(guided.guide_scale, torch.full((B,), 0.1))
+    torch.testing.assert_close(adapter.guided(guided.guide_scale).loss, guided.loss)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        Z2OptimConfig(steps=0)
+    with pytest.raises(ValueError, match="clip must be one of"):
+        Z2OptimConfig(clip="soft")
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, model):
+    from navintent.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("optimize")
+    ckpt = root / "tiny.pt"
+    stats = {"mean": torch.zeros(model.z_dim), "cov": torch.eye(model.z_dim), "count": 10}
+    save_checkpoint(ckpt, model, scheduler_config=SchedulerConfig(), extra={"z2_stats": stats})
+    sc = _scenarios()
+    sample = {
+        "obs_img": sc.obs_img,
+        "goal_img": sc.goal_img,
+        "agents": sc.agents / 0.1,  # spacing units, as the dataset serves them
+        "agents_mask": sc.agents_mask,
+        "metric_scale": torch.full((B,), 0.1),
+        "actions": torch.zeros(B, T, 2),
+        "distance": torch.zeros(B, dtype=torch.long),
+    }
+    path = root / "sample.pt"
+    torch.save(sample, path)
+    return ckpt, path, sample
+
+
+def test_cli_writes_documented_files(files, tmp_path):
+    ckpt, sample_path, _ = files
+    out = tmp_path / "out"
+    argv = [
+        "optimize-z2",
+        "--ckpt",
+        str(ckpt),
+        "--data_sample",
+        str(sample_path),
+        "--steps",
+        "2",
+        "--lr",
+        "0.1",
+    ]
+    argv += ["--draws", "2", "--eval-draws", "3", "--method", "all", "--budget", "0", "--out-dir", str(out)]
+    argv += ["--objective", OBJECTIVE]
+    assert main(argv) == 0
+    z2 = torch.load(out / "z2_optimized.pt", weights_only=True)
+    assert z2.shape == (B, 8) and z2.dtype == torch.float32
+    traj = torch.load(out / "trajectories.pt", weights_only=True)
+    for key in ("nominal", "optimized", "best_of_n", "cem", "guided"):
+        assert traj[key].shape == (B, 2, T, 2), key
+    for key in ("plain", "adam", "best_of_n", "cem", "guided"):
+        assert traj["eval"][key].shape == (B, 3, T, 2), key
+    torch.testing.assert_close(traj["z2"]["adam"], z2)
+    assert traj["agents"].shape == (B, T, 2, 2)
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["scenarios"]] == ["scenario_0", "scenario_1"]
+    row = report["scenarios"][0]["methods"]["adam"]
+    for key in (
+        "objective_opt_draws",
+        "objective_eval_draws",
+        "realism_eval_draws",
+        "seconds",
+        "attack_success",
+    ):
+        assert key in row, key
+    assert set(row["realism_eval_draws"]) == {"z2_encoder", "dynamics", "z2_nll", "z1_nll"}
+    assert report["scenarios"][0]["before"] == report["scenarios"][0]["methods"]["plain"]
+    assert report["z2_stats"] is True and report["objective"] == OBJECTIVE.replace("1.0", "1")
+    assert sorted(p.name for p in out.glob("*.png")) == ["scenario_0.png", "scenario_1.png"]
+
+
+def test_cli_builtin_sim_scenario(files, tmp_path):
+    ckpt, _, _ = files
+    out = tmp_path / "sim"
+    argv = ["optimize-z2", "--ckpt", str(ckpt), "--steps", "1", "--draws", "1", "--eval-draws", "1"]
+    assert main([*argv, "--out-dir", str(out), "--no-plots"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (scenario,) = report["scenarios"]
+    assert scenario["name"].startswith("sim_seed0_") and report["z1"] == "prior"
+    assert "static_collision" in scenario["methods"]["adam"]["realism_eval_draws"]
+    assert torch.load(out / "z2_optimized.pt", weights_only=True).shape == (1, 8)
+
+
+def _bad(sample, **changes):
+    bad = dict(sample)
+    for key, value in changes.items():
+        if value is None:
+            bad.pop(key)
+        else:
+            bad[key] = value
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"obs_img": None}, "missing required field 'obs_img'"),
+        (
+            {"goal_img": torch.zeros(B, 3, H, H, dtype=torch.uint8)},
+            "field 'goal_img' must have a float dtype",
+        ),
+        ({"goal_img": torch.zeros(B, 3, 32, 32)}, "field 'goal_img' must have shape"),
+        ({"obs_img": torch.zeros(B, 12, H)}, "field 'obs_img' must have 4 dims"),
+        ({"agents": torch.full((B, T, 2, 2), float("nan"))}, "field 'agents' holds non-finite values"),
+        ({"agents": torch.zeros(B, T + 1, 2, 2)}, "field 'agents' must be"),
+        ({"agents_mask": torch.ones(B, 3)}, "field 'agents_mask' must be"),
+        ({"metric_scale": torch.zeros(3)}, "field 'metric_scale' has batch 3"),
+        ({"metric_scale": torch.zeros(B)}, "field 'metric_scale' must be > 0"),
+        ({"extra": torch.zeros(B)}, "unknown fields \\['extra'\\]"),
+        ({"z1": torch.zeros(B, 5)}, "field 'z1' must be"),
+        ({"distance": [1, 2]}, "field 'distance' must be a tensor"),
+    ],
+)
+def test_data_sample_validation_names_the_field(files, changes, message):
+    _, _, sample = files
+    with pytest.raises(ValueError, match=message):
+        validate_data_sample(_bad(sample, **changes), preset_model_config("tiny"), z1_dim=4)
+
+
+def test_cli_refuses_malformed_sample_file(files, tmp_path):
+    ckpt, _, sample = files
+    path = tmp_path / "bad.pt"
+    torch.save(_bad(sample, agents=torch.zeros(B, T, 2, 3)), path)
+    with pytest.raises(ValueError, match=f"{path}: field 'agents' must be"):
+        main(["optimize-z2", "--ckpt", str(ckpt), "--data_sample", str(path), "--steps", "1"])
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(Exception, match="(?i)pickle|zip|invalid load key"):
+        main(["optimize-z2", "--ckpt", str(ckpt), "--data_sample", str(path), "--steps", "1"])
+    torch.save([1, 2], path)
+    with pytest.raises(ValueError, match="must be a dict of tensors"):
+        main(["optimize-z2", "--ckpt", str(ckpt), "--data_sample", str(path), "--steps", "1"])
+
+
+def test_script_forwards_to_the_cli():
+    script = Path(__file__).resolve().parents[1] / "scripts" / "optimize_z2.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "--data_sample" in out.stdout and "--trust-checkpoint" in out.stdout

@@ -272,3 +272,41 @@ def test_script_forwards_to_the_cli():
     script = Path(__file__).resolve().parents[1] / "scripts" / "optimize_z2.py"
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True)
     assert "--data_sample" in out.stdout and "--trust-checkpoint" in out.stdout
+
+
+def test_cli_dataset_index(files, tmp_path, monkeypatch):
+    from navintent.data.synthetic import write_synthetic_dataset
+
+    monkeypatch.setenv("NAVINTENT_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    write_synthetic_dataset(
+        root / "synth",
+        2,
+        30,
+        image_size=(64, 48),
+        num_agents=2,
+        split_folder=root / "splits" / "synth" / "test",
+    )
+    (root / "data_config.yaml").write_text("synth:\n  metric_waypoint_spacing: 0.25\n")
+    ckpt, _, _ = files
+    out = tmp_path / "ds"
+    argv = ["optimize-z2", "--ckpt", str(ckpt), "--dataset", str(root), "--index", "0", "3", "--steps", "1"]
+    assert main([*argv, "--draws", "1", "--eval-draws", "1", "--out-dir", str(out), "--no-plots"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["scenarios"]] == ["test_0", "test_3"]
+    assert report["scenarios"][0]["metric_scale"] == pytest.approx(0.25)
+    assert "min_distance_eval_draws" in report["scenarios"][0]["methods"]["adam"]  # agents came from the data
+    with pytest.raises(ValueError, match="--index \\[999\\] out of range"):
+        main(
+            [
+                "optimize-z2",
+                "--ckpt",
+                str(ckpt),
+                "--dataset",
+                str(root),
+                "--index",
+                "999",
+                "--out-dir",
+                str(out),
+            ]
+        )

@@ -178,7 +178,7 @@ def test_cli_writes_documented_files(files, tmp_path):
         "0.1",
     ]
     argv += ["--draws", "2", "--eval-draws", "3", "--method", "all", "--budget", "0", "--out-dir", str(out)]
-    argv += ["--objective", OBJECTIVE]
+    argv += ["--objective", OBJECTIVE, "--cem-population", "2", "--guide-scales", "0.3"]
     assert main(argv) == 0
     z2 = torch.load(out / "z2_optimized.pt", weights_only=True)
     assert z2.shape == (B, 8) and z2.dtype == torch.float32
@@ -310,3 +310,9 @@ def test_cli_dataset_index(files, tmp_path, monkeypatch):
                 str(out),
             ]
         )
+
+
+def test_adapter_refuses_a_model_in_train_mode():
+    model = _tiny_model().train()
+    with pytest.raises(ValueError, match="eval mode"):
+        _adapter(model)

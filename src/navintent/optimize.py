@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import math
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from navintent.objectives import (
     ObjectiveContext,
     deltas_to_metric,
     min_agent_distance,
+    min_time_to_collision,
 )
 
 METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "plain")
@@ -240,6 +240,8 @@ class DiffusionAdapter:
         z2_stats: tuple[Tensor, Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
+        if model.training:
+            raise ValueError("DiffusionAdapter needs the model in eval mode (dropout off): call model.eval()")
         self.model = model
         self.objective = objective
         self.sampler = sampler
@@ -566,16 +568,17 @@ def run_methods(
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {list(METHODS)}")
-    results: dict[str, MethodResult] = {"plain": plain(adapter)}
-    if "adam" in methods:
-        results["adam"] = optimize_adam(adapter, config, progress=progress)
-        budget_s = results["adam"].seconds if budget_s is None else budget_s
-    budget_s = 10.0 if budget_s is None else budget_s
-    baselines = {"best_of_n": best_of_n, "cem": cem, "guided": guided_baseline}
-    for offset, (name, fn) in enumerate(baselines.items()):
-        if name in methods:
-            gen = torch.Generator(device=adapter.device).manual_seed(seed + 1000 + offset)
-            results[name] = fn(adapter, budget_s, config, gen)
+    with frozen(adapter.model):
+        results: dict[str, MethodResult] = {"plain": plain(adapter)}
+        if "adam" in methods:
+            results["adam"] = optimize_adam(adapter, config, progress=progress)
+            budget_s = results["adam"].seconds if budget_s is None else budget_s
+        budget_s = 10.0 if budget_s is None else budget_s
+        baselines = {"best_of_n": best_of_n, "cem": cem, "guided": guided_baseline}
+        for offset, (name, fn) in enumerate(baselines.items()):
+            if name in methods:
+                gen = torch.Generator(device=adapter.device).manual_seed(seed + 1000 + offset)
+                results[name] = fn(adapter, budget_s, config, gen)
     return {k: results[k] for k in METHODS if k in results and (k in methods or k == "plain")}
 
 
@@ -587,7 +590,8 @@ def evaluate_method(
 
     Returns tensors per scenario: ``objective [B]``, ``terms``, ``realism`` (name -> ``[B]``), ``min_distance``
     ``[B]`` (mean over draws of each draw's minimum robot-agent distance; inf without agents),
-    ``attack_success_rate [B]`` (fraction of draws within ``success_radius``), ``waypoints [B, M, T, 2]``.
+    ``attack_success_rate [B]`` (fraction of draws within ``success_radius``), ``min_ttc [B]`` (smallest
+    constant-velocity time to collision over draws, waypoints and agents, s), ``waypoints [B, M, T, 2]``.
     """
     if result.name == "guided":
         out = adapter.guided(result.guide_scale, noise=noise)
@@ -611,6 +615,8 @@ def evaluate_method(
             finite.any(1), metrics["min_distance"], torch.full_like(dmin[:, 0], math.inf)
         )
         metrics["attack_success_rate"] = (dmin < success_radius).float().mean(1)
+        ttc = min_time_to_collision(out.waypoints.flatten(0, 1), adapter.context.select(rows)).view(b, m)
+        metrics["min_ttc"] = ttc.min(1).values
     return metrics
 
 
@@ -1023,6 +1029,7 @@ def build_report(
             if "min_distance" in e:
                 row["min_distance_eval_draws"] = _finite_or_none(float(e["min_distance"][b]))
                 row["attack_success_rate"] = float(e["attack_success_rate"][b])
+                row["min_ttc_eval_draws"] = _finite_or_none(float(e["min_ttc"][b]))
             if res.guide_scale is not None:
                 row["guide_scale"] = float(res.guide_scale[b])
             entry["methods"][method] = row
@@ -1082,7 +1089,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         default="adam",
         help=f"comma list of {list(METHODS)} or 'all'; baselines get the Adam run's wall-clock budget",
     )
-    p.add_argument("--budget", type=float, default=None, help="seconds per baseline (default: Adam's time)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds per baseline (default: Adam's time; 10 s without adam)",
+    )
     p.add_argument(
         "--out-dir", default=".", help="output folder (z2_optimized.pt, report.json, trajectories.pt, PNGs)"
     )
@@ -1101,6 +1113,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--patience", type=int, default=0, help="early stopping after N steps without improvement (0 = off)"
+    )
+    p.add_argument("--cem-population", type=int, default=16, help="CEM candidates per iteration")
+    p.add_argument(
+        "--guide-scales",
+        type=float,
+        nargs="+",
+        default=list(Z2OptimConfig.guide_scales),
+        help="guidance scales the guided baseline tries first",
     )
     p.add_argument("--success-radius", type=float, default=0.5, help="attack success distance (m)")
     p.add_argument(
@@ -1170,6 +1190,8 @@ def run_cli(args: argparse.Namespace) -> int:
         clip=args.clip,
         lambda_cfg=args.lambda_cfg,
         success_radius=args.success_radius,
+        cem_population=args.cem_population,
+        guide_scales=tuple(args.guide_scales),
     )
     objective = Objective(args.objective)
     if args.device == "auto":
@@ -1238,7 +1260,7 @@ def run_cli(args: argparse.Namespace) -> int:
     trajectories["names"] = list(scenarios.names)
     torch.save(trajectories, out / "trajectories.pt")
     meta = {
-        "command": "navintent " + " ".join(sys.argv[1:]) if sys.argv and "navintent" in sys.argv[0] else None,
+        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
         "ckpt": str(args.ckpt),
         "objective": str(objective),
         "methods": list(results),

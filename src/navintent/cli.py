@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "make-data": "navintent.sim.cli",
     "sample": "navintent.sample",
     "optimize-z2": "navintent.optimize",
+    "evaluate": "navintent.evaluate",
+    "experiment": "navintent.evaluate",
 }
 
 

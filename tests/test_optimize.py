@@ -316,3 +316,13 @@ def test_adapter_refuses_a_model_in_train_mode():
     model = _tiny_model().train()
     with pytest.raises(ValueError, match="eval mode"):
         _adapter(model)
+
+
+def test_adam_early_stopping(model):
+    adapter = _adapter(model)
+    # lr = 0: the loss never improves after the first step, so patience 1 stops after two evaluations
+    res = optimize_adam(
+        adapter, Z2OptimConfig(steps=50, lr=1e-12, patience=1, min_delta=1e-3), progress=False
+    )
+    assert len(res.history) == 2 and res.evaluations == 3
+    torch.testing.assert_close(res.z2, adapter.z2_init)

@@ -530,7 +530,7 @@ def guided_baseline(
         if runs < len(config.guide_scales):
             scale = config.guide_scales[runs]
         else:
-            u = float(torch.rand((), generator=generator))
+            u = float(torch.rand((), generator=generator, device=adapter.device))
             scale = math.exp(lo + (hi - lo) * u) if hi > lo else config.guide_scales[0]
         loss = adapter.guided(scale).loss
         better = loss < best_loss

@@ -39,12 +39,16 @@ class EMA:
         self.num_updates += 1
         decay = self.decay(self.num_updates)
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        averaged, current = [], []
         for name, value in model.state_dict().items():
             shadow = self.shadow[name]
             if name in trainable and value.is_floating_point():
-                shadow.lerp_(value.detach(), 1.0 - decay)
+                averaged.append(shadow)
+                current.append(value.detach())
             else:
                 shadow.copy_(value)
+        if averaged:
+            torch._foreach_lerp_(averaged, current, 1.0 - decay)
         return decay
 
     def state_dict(self) -> dict[str, Tensor]:

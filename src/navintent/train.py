@@ -456,7 +456,10 @@ class Trainer:
             loss_module = DistributedDataParallel(loss_module, device_ids=ids, find_unused_parameters=True)
         self.loss_module = loss_module
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        # foreach: one fused update over all tensors (the per-tensor loop dominates a CPU step otherwise).
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=self.tc.lr, weight_decay=self.tc.weight_decay, foreach=True
+        )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_factor(s, self.warmup_steps, self.total_steps, self.tc.scheduler),
@@ -682,6 +685,9 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.config.save_yaml(self.out_dir / "config.yaml")
             self._truncate_csv()
+            # leftovers of a run killed while writing (the finished files are intact: writes are atomic)
+            for stale in [*self.out_dir.glob(".step_*.pt.*.tmp"), *self.out_dir.glob(f".{LATEST}.*.link")]:
+                stale.unlink(missing_ok=True)
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step)
@@ -821,10 +827,11 @@ def evaluate_model(
         gt = batch["actions"][..., :2] * scale  # [B, T, 2] metres
         for gtag, gval in (("gm", 1), ("gv", 0)):
             goal_mask = torch.full((bsz,), gval, dtype=torch.long, device=device)
+            cond, tokens = model.encode(batch["obs_img"], batch["goal_img"], goal_mask, return_tokens=True)
             for mode in EVAL_MODES:
-                x, _ = model.sample_intent(
-                    batch["obs_img"],
-                    batch["goal_img"],
+                x, _ = model.sample_from_tokens(
+                    cond,
+                    tokens,
                     goal_mask,
                     mode=mode,
                     ref_traj=batch.get("ref_traj"),

@@ -440,11 +440,40 @@ class TwoStageIntentModel(NoMaDPolicy):
         ``"prior"`` z1 = 0 (the prior mean), ``"none"`` no latent (the unconditional branch). With z1 fixed
         the S samples differ only by the diffusion noise from ``generator``.
         """
+        cond, tokens = self.encode(obs_img, goal_img, goal_mask, return_tokens=True)
+        return self.sample_from_tokens(
+            cond,
+            tokens,
+            goal_mask,
+            mode=mode,
+            ref_traj=ref_traj,
+            ref_mask=ref_mask,
+            num_samples=num_samples,
+            lambda_cfg=lambda_cfg,
+            scheduler=scheduler,
+            generator=generator,
+        )
+
+    @torch.no_grad()
+    def sample_from_tokens(
+        self,
+        cond: Tensor,
+        tokens: Tensor,
+        goal_mask: Tensor | None = None,
+        *,
+        mode: str = "ref",
+        ref_traj: Tensor | None = None,
+        ref_mask: Tensor | None = None,
+        num_samples: int = 8,
+        lambda_cfg: float = 0.0,
+        scheduler: DDPMScheduler | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`sample_intent` from an existing vision pass (``cond [B, E]``, ``tokens [B, C + 2, E]``)."""
         if mode not in SAMPLE_MODES:
             raise ValueError(f"mode must be one of {SAMPLE_MODES}, got {mode!r}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        cond, tokens = self.encode(obs_img, goal_img, goal_mask, return_tokens=True)
         batch = cond.shape[0]
         z2 = None
         if mode != "none":

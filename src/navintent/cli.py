@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "optimize-z2": "navintent.optimize",
     "evaluate": "navintent.evaluate",
     "experiment": "navintent.evaluate",
+    "demo": "navintent.demo",
 }
 
 

@@ -57,11 +57,13 @@ scene's occupancy map (robot disc) and within the dynamics limits above. Each wr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +86,8 @@ DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
 class EvalConfig(ConfigBase):
     """Settings of ``navintent evaluate`` (flags carry the same names with dashes).
 
-    scenes / seed: held-out scenes. step_factor / min_steps: an episode may last ``max(min_steps, step_factor *
-    expert steps)`` control steps. replan_every / opt_steps / lr / draws / objective: z2 re-optimisation (see the
+    scenes / seed: held-out scenes. step_factor / min_steps / max_episode_steps: an episode may last
+    ``min(max_episode_steps, max(min_steps, step_factor * expert steps))`` control steps. replan_every / opt_steps / lr / draws / objective: z2 re-optimisation (see the
     module docstring). budget_s: seconds per baseline re-optimisation (0 = Adam's mean in the scene). safety_radius:
     attack success distance (m, centre to centre). metric_scale: metres per spacing unit (0 = the mean expert step on
     the evaluation scenes, the recorder's ``metric_waypoint_spacing`` definition). waypoint_index: the waypoint the
@@ -97,6 +99,7 @@ class EvalConfig(ConfigBase):
     methods: tuple[str, ...] = METHODS
     step_factor: float = 2.0
     min_steps: int = 60
+    max_episode_steps: int = 400
     replan_every: int = 8
     opt_steps: int = 10
     lr: float = 0.05
@@ -110,7 +113,7 @@ class EvalConfig(ConfigBase):
     max_plots: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("scenes", "replan_every", "opt_steps", "draws", "min_steps"):
+        for name in ("scenes", "replan_every", "opt_steps", "draws", "min_steps", "max_episode_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -787,7 +790,10 @@ def evaluate(
     plot_data = []
     bar = tqdm(total=len(scenes) * len(methods), desc="closed loop", unit="ep", disable=not progress)
     for scene, expert in zip(scenes, experts, strict=True):
-        max_steps = max(config.min_steps, int(math.ceil(config.step_factor * expert.metrics.steps)))
+        max_steps = min(
+            config.max_episode_steps,
+            max(config.min_steps, int(math.ceil(config.step_factor * expert.metrics.steps))),
+        )
         free = free_walk(scene, max(max_steps, 400))
         target = target_pedestrian(scene, free)
         scene_eps: dict[str, Episode] = {}
@@ -1067,6 +1073,21 @@ def run_perturb(
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` inside the block, the previous count restored after it."""
+    import torch
+
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _device(name: str):
     import torch
 
@@ -1125,11 +1146,8 @@ def _common_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, float | None]:
-    import torch
-
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
     loaded = load_eval_model(
         args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint, device=_device(args.device)
     )
@@ -1161,10 +1179,11 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"navintent evaluate: error: {err}", file=sys.stderr)
         return 2
-    report = evaluate(
-        loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
-        meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])},
-    )  # fmt: skip
+    with torch_threads(args.threads):
+        report = evaluate(
+            loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
+            meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])},
+        )  # fmt: skip
     print(report["table"])
     print(
         f"wrote {Path(args.out_dir) / 'metrics.json'}, results.md"
@@ -1194,10 +1213,11 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
     common = dict(scenes=args.scenes or 4, samples=args.samples, seed=args.seed, metric_scale=scale,
                   plots=not args.no_plots)  # fmt: skip
     for kind in kinds:
-        if kind == "diversity":
-            res = run_diversity(loaded, out, **common)
-        else:
-            res = run_perturb(loaded, out, sigmas=tuple(args.sigmas), **common)
+        with torch_threads(args.threads):
+            if kind == "diversity":
+                res = run_diversity(loaded, out, **common)
+            else:
+                res = run_perturb(loaded, out, sigmas=tuple(args.sigmas), **common)
         print(f"{kind}:\n{res['table']}")
     print(f"wrote {out}/" + ", ".join(f"{k}.json/.md" + ("" if args.no_plots else "/.png") for k in kinds))
     return 0

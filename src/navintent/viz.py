@@ -71,7 +71,7 @@ def plot_closed_loop(
     n = len(tracks)
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (method, (poses, agents, row)) in zip(axes.flat, tracks.items(), strict=False):

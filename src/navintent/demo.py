@@ -1,0 +1,375 @@
+"""``navintent demo [--quick] [--out-dir DIR]``: the whole system end to end on this machine, no downloads.
+
+Stages (each reuses the module that owns it; progress bars throughout):
+
+1. record a small dataset in the built-in MuJoCo world (:func:`navintent.sim.recorder.record_dataset`);
+2. train the two-stage intent model on it (``navintent train``, preset ``demo``; ``tiny`` with ``--quick``);
+3. optimise z2 open loop on held-out scenarios against the default adversarial objective, with the baselines at
+   equal wall-clock (``navintent optimize-z2 --method all``);
+4. evaluate closed loop in held-out scenes (:func:`navintent.evaluate.evaluate`: NoMaD, prior and reference
+   latents, every steering method re-optimised in the loop);
+5. the seed's latent experiments (:func:`navintent.evaluate.run_diversity`, :func:`navintent.evaluate.run_perturb`);
+6. ``DIR/report.md`` (tables, plots, timings) and ``DIR/metrics.json``.
+
+Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--quick`` <= 3):
+
+- torch runs on ONE thread (``--threads``): measured here under other load, a demo-preset training step at batch 16
+  took 0.5-1 s on one thread and 3-12 s on two; batch-1 closed-loop inference likewise.
+- The full demo trains the ``demo`` preset (12.3 M parameters, 96x96 images) with the vision encoder FROZEN at its
+  initialisation (``--freeze vision``; a step then costs ~1 s instead of ~3.3 s at batch 16, so the intent path and
+  the denoiser get three times the updates in the same minutes). ``--train-vision`` trains everything. Either way a
+  few CPU minutes give a weak policy: the demo shows the machinery and honest numbers, not a good navigator.
+- Held-out: evaluation scene seeds (``navintent.evaluate.EVAL_SEED_BASE`` + ...) are checked against the recorded
+  dataset's scene seeds (``sim_episodes.yaml``) and must be disjoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+QUICK = "quick"
+FULL = "full"
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Sizes of one demo run (``PLANS[quick|full]``)."""
+
+    episodes: int
+    image_size: tuple[int, int]
+    record_workers: int
+    preset: str
+    batch_size: int
+    train_steps: int
+    freeze_vision: bool
+    opt_scenarios: int
+    opt_steps: int
+    opt_draws: int
+    opt_eval_draws: int
+    eval_scenes: int
+    eval_min_steps: int
+    eval_max_steps: int
+    eval_step_factor: float
+    replan_every: int
+    eval_opt_steps: int
+    eval_draws: int
+    exp_scenarios: int
+    exp_samples: int
+    sigmas: tuple[float, ...]
+
+
+PLANS: dict[str, DemoPlan] = {
+    QUICK: DemoPlan(
+        episodes=6, image_size=(64, 64), record_workers=1, preset="tiny", batch_size=4, train_steps=12,
+        freeze_vision=False, opt_scenarios=1, opt_steps=5, opt_draws=2, opt_eval_draws=2, eval_scenes=1,
+        eval_min_steps=20, eval_max_steps=24, eval_step_factor=1.0, replan_every=8, eval_opt_steps=3, eval_draws=2,
+        exp_scenarios=1, exp_samples=4, sigmas=(0.0, 1.0, 4.0),
+    ),
+    FULL: DemoPlan(
+        episodes=40, image_size=(96, 96), record_workers=2, preset="demo", batch_size=16, train_steps=240,
+        freeze_vision=True, opt_scenarios=4, opt_steps=30, opt_draws=4, opt_eval_draws=8, eval_scenes=3,
+        eval_min_steps=60, eval_max_steps=150, eval_step_factor=1.5, replan_every=10, eval_opt_steps=5, eval_draws=4,
+        exp_scenarios=3, exp_samples=16, sigmas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+    ),
+}  # fmt: skip
+DATA_SEED = 0
+OPT_SEED_OFFSET = 2000  # optimize-z2's sim scenes: EVAL_SEED_BASE + 2000 + i (disjoint from evaluate's)
+METRICS_KEYS = (
+    "mode",
+    "seconds",
+    "stages",
+    "data",
+    "train",
+    "optimize",
+    "closed_loop",
+    "experiments",
+    "files",
+)
+
+
+def _stage(k: int, total: int, text: str) -> None:
+    print(f"\n[{k}/{total}] {text}", file=sys.stderr, flush=True)
+
+
+def _cli(argv: list[str]) -> None:
+    from navintent.cli import main
+
+    rc = main(argv)
+    if rc != 0:
+        raise RuntimeError(f"`navintent {' '.join(argv)}` exited with status {rc}")
+
+
+def _final_train_metrics(csv_path: Path) -> dict[str, float]:
+    """The newest value of every metric name in the trainer's ``metrics.csv``."""
+    last: dict[str, tuple[int, float]] = {}
+    with csv_path.open() as f:
+        for row in csv.DictReader(f):
+            step = int(row["step"])
+            if row["name"] not in last or step >= last[row["name"]][0]:
+                last[row["name"]] = (step, float(row["value"]))
+    return {k: v for k, (_, v) in sorted(last.items())}
+
+
+def _check_held_out(data_dir: Path, seeds: list[int]) -> None:
+    recorded = yaml.safe_load((data_dir / "sim_episodes.yaml").read_text())["episodes"]
+    used = {int(e["scene_seed"]) for e in recorded.values()}
+    clash = sorted(used & set(seeds))
+    if clash:
+        raise RuntimeError(f"evaluation scene seeds {clash} are in the training data ({data_dir})")
+
+
+def run_demo(
+    out_dir: str | Path, *, quick: bool = False, train_vision: bool = False, threads: int = 1
+) -> dict:
+    """Run every stage into ``out_dir`` (must be empty or absent); returns the metrics dict also written to
+    ``out_dir/metrics.json``. torch runs on ``threads`` threads meanwhile (restored after)."""
+    from navintent import evaluate as ev
+
+    plan = PLANS[QUICK if quick else FULL]
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out-dir {out} exists and is not empty; choose another or remove it")
+    out.mkdir(parents=True, exist_ok=True)
+    with ev.torch_threads(threads):
+        return _run_stages(out, plan, quick=quick, train_vision=train_vision, threads=threads)
+
+
+def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, threads: int) -> dict:
+    from navintent import evaluate as ev
+    from navintent.sim.config import CameraConfig, SimConfig
+    from navintent.sim.recorder import record_dataset
+
+    t_start = time.perf_counter()
+    stages: dict[str, float] = {}
+    total = 6
+
+    _stage(1, total, f"recording {plan.episodes} expert episodes in the built-in world")
+    t0 = time.perf_counter()
+    data_dir = out / "data"
+    sim_config = SimConfig(camera=CameraConfig(image_size=plan.image_size))
+    data = record_dataset(data_dir, plan.episodes, DATA_SEED, config=sim_config, workers=plan.record_workers)
+    stages["record"] = time.perf_counter() - t0
+
+    _stage(2, total, f"training the '{plan.preset}' preset for {plan.train_steps} steps")
+    t0 = time.perf_counter()
+    run_dir = out / "train"
+    freeze = plan.freeze_vision and not train_vision
+    argv = [
+        "train", "--data_dir", str(data_dir), "--preset", plan.preset, "--out", str(run_dir),
+        "--batch_size", str(plan.batch_size), "--max_steps", str(plan.train_steps), "--epochs", "1000",
+        "--eval_every", str(plan.train_steps), "--checkpoint_every", str(plan.train_steps), "--num_workers", "0",
+        "--seed", "0", "--device", "cpu",
+    ]  # fmt: skip
+    if freeze:
+        argv += ["--freeze", "vision"]
+    _cli(argv)
+    ckpt = run_dir / "latest.pt"
+    train_metrics = _final_train_metrics(run_dir / "metrics.csv")
+    stages["train"] = time.perf_counter() - t0
+
+    loaded = ev.load_eval_model(ckpt)
+    metric_scale = ev.metric_scale_from_data_dir(data_dir, loaded.waypoint_spacing)
+
+    _stage(3, total, f"optimising z2 open loop on {plan.opt_scenarios} held-out scenario(s), all methods")
+    t0 = time.perf_counter()
+    opt_dir = out / "optimize"
+    opt_seed = ev.EVAL_SEED_BASE + OPT_SEED_OFFSET
+    _check_held_out(data_dir, list(range(opt_seed, opt_seed + plan.opt_scenarios)))
+    _cli(
+        [
+            "optimize-z2", "--ckpt", str(ckpt), "--num-scenarios", str(plan.opt_scenarios), "--seed",
+            str(opt_seed), "--method", "all", "--steps", str(plan.opt_steps), "--draws", str(plan.opt_draws),
+            "--eval-draws", str(plan.opt_eval_draws), "--metric-scale", f"{metric_scale:.6f}", "--out-dir",
+            str(opt_dir), "--device", "cpu",
+        ]
+    )  # fmt: skip
+    opt_report = yaml.safe_load((opt_dir / "report.json").read_text())  # JSON is YAML
+    stages["optimize"] = time.perf_counter() - t0
+
+    _stage(4, total, f"closed-loop evaluation in {plan.eval_scenes} held-out scene(s)")
+    t0 = time.perf_counter()
+    eval_config = ev.EvalConfig(
+        scenes=plan.eval_scenes, seed=0, min_steps=plan.eval_min_steps, max_episode_steps=plan.eval_max_steps,
+        step_factor=plan.eval_step_factor, replan_every=plan.replan_every, opt_steps=plan.eval_opt_steps,
+        draws=plan.eval_draws, metric_scale=metric_scale,
+    )  # fmt: skip
+    _check_held_out(data_dir, [s.seed for s in ev.evaluation_scenes(eval_config.scenes, eval_config.seed)])
+    closed = ev.evaluate(loaded, eval_config, out / "evaluate", meta={"ckpt": str(ckpt)})
+    stages["evaluate"] = time.perf_counter() - t0
+
+    _stage(5, total, "latent experiments: z1 fixed -> diversity, z1 perturbed -> executable fraction")
+    t0 = time.perf_counter()
+    exp_dir = out / "experiments"
+    common = dict(scenes=plan.exp_scenarios, samples=plan.exp_samples, seed=0, metric_scale=metric_scale)
+    diversity = ev.run_diversity(loaded, exp_dir, **common)
+    perturb = ev.run_perturb(loaded, exp_dir, sigmas=plan.sigmas, **common)
+    stages["experiments"] = time.perf_counter() - t0
+
+    _stage(6, total, "writing the report")
+    seconds = time.perf_counter() - t_start
+    metrics: dict[str, Any] = {
+        "mode": QUICK if quick else FULL,
+        "seconds": seconds,
+        "stages": stages,
+        "data": data,
+        "train": {
+            "preset": plan.preset,
+            "steps": plan.train_steps,
+            "batch_size": plan.batch_size,
+            "frozen": ["vision"] if freeze else [],
+            "checkpoint": str(ckpt),
+            "final": train_metrics,
+        },
+        "optimize": {
+            "summary": opt_report.get("summary", {}),
+            "scenarios": len(opt_report.get("scenarios", [])),
+        },
+        "closed_loop": {
+            "summary": closed["summary"],
+            "metric_scale": closed["metric_scale"],
+            "scenes": closed["scenes"],
+            "config": closed["config"],
+        },
+        "experiments": {"diversity": diversity["summary"], "perturb": perturb["levels"]},
+        "files": {},
+    }
+    report = out / "report.md"
+    metrics["files"] = {
+        "report": str(report),
+        "metrics": str(out / "metrics.json"),
+        "closed_loop_plots": [
+            str(out / "evaluate" / p) for p in closed.get("plots", []) if p != "summary.png"
+        ],
+        "experiment_plots": [str(exp_dir / "diversity.png"), str(exp_dir / "perturb.png")],
+        "optimize_dir": str(opt_dir),
+    }
+    report.write_text(_report_markdown(metrics, plan, closed, opt_report, diversity, perturb, out, threads))
+    ev.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _opt_table(summary: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| method | objective (fresh draws) | min distance (m) | attack success | seconds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for method, row in summary.items():
+        dist = row.get("min_distance_eval_draws_mean")
+        rate = row.get("attack_success_rate_mean")
+        lines.append(
+            f"| {method} | {row['objective_eval_draws_mean']:.3f} | {'–' if dist is None else f'{dist:.2f}'} | "
+            f"{'–' if rate is None else f'{100 * rate:.0f}%'} | {row['seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _report_markdown(metrics, plan, closed, opt_report, diversity, perturb, out: Path, threads: int) -> str:
+    st = metrics["stages"]
+    tr = metrics["train"]
+    final = tr["final"]
+    mode = metrics["mode"]
+    command = "navintent demo" + (" --quick" if mode == QUICK else "") + f" --out-dir {out}"
+    ade = {k: v for k, v in final.items() if k.startswith("eval/ade_") or k.startswith("eval/spread_")}
+    ade_lines = "\n".join(f"| `{k}` | {v:.3f} |" for k, v in ade.items())
+    plots = "\n".join(
+        f"![closed loop](evaluate/{Path(p).name})" for p in metrics["files"]["closed_loop_plots"]
+    )
+    cl = closed["config"]
+    return f"""# navintent demo ({mode})
+
+Command: `{command}` — {metrics["seconds"] / 60:.1f} minutes on this machine (torch threads: {threads}).
+Stage times (s): record {st["record"]:.0f}, train {st["train"]:.0f}, optimise {st["optimize"]:.0f}, closed loop
+{st["evaluate"]:.0f}, experiments {st["experiments"]:.0f}.
+
+## 1. Data
+{metrics["data"]["episodes"]} expert episodes ({metrics["data"]["frames"]} frames, {metrics["data"]["with_crossing"]} with a
+pedestrian crossing the path) recorded in the built-in MuJoCo world at {plan.image_size[0]}x{plan.image_size[1]};
+metric waypoint spacing {metrics["data"]["metric_waypoint_spacing"]:.4f} m; split {metrics["data"]["train"]} train /
+{metrics["data"]["test"]} test. Folder: `data/`.
+
+## 2. Training
+Preset `{tr["preset"]}`, {tr["steps"]} steps at batch {tr["batch_size"]}{", vision encoder frozen" if tr["frozen"] else ""}.
+Final training loss {final.get("train/loss", float("nan")):.4f} (diffusion {final.get("train/diffusion", float("nan")):.4f}, KL
+{final.get("train/kl", float("nan")):.3f}). Evaluation on the test split at the last step (ADE/FDE in metres; `ref` = z1 from
+Encoder1 with the reference, `prior` = prior-mean z1, `none` = no latent):
+
+| metric | value |
+|---|---:|
+{ade_lines}
+
+Checkpoint: `train/latest.pt`.
+
+## 3. z2 optimisation, open loop ({metrics["optimize"]["scenarios"]} held-out scenario(s))
+Objective `{opt_report.get("objective", "?")}`; baselines at Adam's wall-clock budget; numbers on fresh noise draws.
+
+{_opt_table(opt_report.get("summary", {}))}
+Details and plots: `optimize/`.
+
+## 4. Closed loop ({len(closed["scenes"])} held-out scene(s))
+Re-sampling every control step (NoMaD's deployment, waypoint {cl["waypoint_index"]}); steering methods re-optimise z2
+every {cl["replan_every"]} steps ({cl["opt_steps"]} Adam steps, {cl["draws"]} draws; baselines at Adam's budget) to
+approach the target pedestrian; nominal = `reference`; safety radius {cl["safety_radius"]} m; metric scale
+{closed["metric_scale"]:.4f} m per unit. Definitions: `navintent.evaluate` docstring.
+
+{closed["table"]}
+{plots}
+
+![summary](evaluate/summary.png)
+
+## 5. Latent experiments
+z1 fixed -> diversity ({plan.exp_scenarios} scenario(s), {plan.exp_samples} samples):
+
+{diversity["table"]}
+![diversity](experiments/diversity.png)
+
+z1 perturbed -> executable fraction (collision-free on the occupancy map and within the dynamics limits):
+
+{perturb["table"]}
+![perturb](experiments/perturb.png)
+
+## Limitations
+A few CPU minutes of training on {metrics["data"]["episodes"]} episodes give a weak policy: goal rates and the size of the
+steering effects here say little about a model trained on real data for hours. The closed-loop table averages
+{len(closed["scenes"])} scene(s); rates move in steps of {100 / max(len(closed["scenes"]), 1):.0f} points.
+"""
+
+
+def run_demo_cli(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        print(f"navintent demo: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    out = Path(args.out_dir) if args.out_dir else Path("runs/demo_quick" if args.quick else "runs/demo")
+    try:
+        metrics = run_demo(out, quick=args.quick, train_vision=args.train_vision, threads=args.threads)
+    except FileExistsError as err:
+        print(f"navintent demo: error: {err}", file=sys.stderr)
+        return 2
+    print(f"\ndemo finished in {metrics['seconds'] / 60:.1f} min")
+    print(f"report:  {metrics['files']['report']}")
+    print(f"metrics: {metrics['files']['metrics']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="end to end: record sim data, train, optimise z2, evaluate closed loop, write report.md",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smallest real run (tiny preset; CI smoke test, < 3 min)"
+    )
+    p.add_argument("--out-dir", default=None, help="output folder (default runs/demo or runs/demo_quick)")
+    p.add_argument("--train-vision", action="store_true", help="also train the vision encoder (slower steps)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1; see the module docstring)"
+    )
+    p.set_defaults(func=run_demo_cli)

@@ -1,0 +1,56 @@
+"""`navintent demo --quick` end to end (the CI smoke test): files, report sections and the metrics keys."""
+
+import json
+
+from navintent import evaluate as ev
+from navintent.cli import main
+from navintent.demo import METRICS_KEYS, PLANS, QUICK
+
+
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "report.md") in printed and str(out / "metrics.json") in printed
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(METRICS_KEYS) <= set(metrics)
+    assert metrics["mode"] == "quick"
+    plan = PLANS[QUICK]
+    assert metrics["data"]["episodes"] == plan.episodes
+    assert metrics["train"]["steps"] == plan.train_steps and "train/loss" in metrics["train"]["final"]
+    assert set(metrics["stages"]) == {"record", "train", "optimize", "evaluate", "experiments"}
+    summary = metrics["closed_loop"]["summary"]
+    assert list(summary) == list(ev.METHODS)  # every method ran, in order
+    for row in summary.values():
+        assert row["episodes"] == plan.eval_scenes
+        for key, _, _ in ev.TABLE_COLUMNS:
+            assert key in row
+    assert {"adam", "best_of_n", "cem", "guided", "plain"} <= set(metrics["optimize"]["summary"])
+    assert set(metrics["experiments"]["diversity"]) == {
+        "z1 fixed, noise varies",
+        "z1 varies, noise fixed",
+        "z1 and noise vary",
+        "no latent",
+    }
+    assert [lv["sigma"] for lv in metrics["experiments"]["perturb"]] == list(plan.sigmas)
+
+    report = (out / "report.md").read_text()
+    for section in (
+        "## 1. Data",
+        "## 2. Training",
+        "## 3. z2 optimisation",
+        "## 4. Closed loop",
+        "## 5. Latent",
+    ):
+        assert section in report
+    assert ev.markdown_table(summary).splitlines()[0] in report
+    for rel in ("train/latest.pt", "evaluate/summary.png", "experiments/diversity.png", "experiments/perturb.png",
+                "optimize/report.json"):  # fmt: skip
+        assert (out / rel).is_file(), rel
+    for plot in metrics["files"]["closed_loop_plots"]:
+        assert (out / "evaluate" / plot.rsplit("/", 1)[-1]).is_file()
+
+    # A second run refuses to overwrite the results.
+    assert main(["demo", "--quick", "--out-dir", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err

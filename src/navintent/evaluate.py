@@ -17,8 +17,8 @@ the PD follower):
   the target pedestrian's predicted future (the social-force model rolled forward with the robot held still,
   :meth:`navintent.sim.world.World.predict_agents`, from the exact pedestrian state of the episode). Adam runs
   ``opt_steps`` steps warm-started from the previous optimum; best-of-N and CEM (also warm-started) and the guidance
-  scale sweep get the same wall-clock budget per re-optimisation as Adam's mean in that scene (``budget_s`` = 0) or
-  ``budget_s`` seconds. Between re-optimisations z2 is held; ``guided`` re-runs guided sampling every step with the
+  scale sweep get the same wall-clock budget per re-optimisation as Adam's mean in that scene (``budget_s`` = 0; 1 s
+  when Adam is not evaluated) or ``budget_s`` seconds. Between re-optimisations z2 is held; ``guided`` re-runs guided sampling every step with the
   scale it chose. Executed trajectories are fresh samples (new noise each step), NoMaD's DDPM with its hard clip.
 
 The target pedestrian of a scene is the one whose robot-free walk (see below) passes closest to the expert's plan.
@@ -1127,7 +1127,7 @@ def _common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="native navintent checkpoint (or nomad.pth + --config)")
     p.add_argument("--config", default=None, help="nomad.yaml / config sections for a bare nomad.pth")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling a packaged checkpoint")
-    p.add_argument("--scenes", type=int, default=None, help="held-out scenes")
+    p.add_argument("--scenes", type=int, default=None, help="held-out scenes (evaluate: 8, experiment: 4)")
     p.add_argument("--seed", type=int, default=0, help="held-out scene set and sampling seed")
     p.add_argument("--metric-scale", type=float, default=None, help="metres per spacing unit")
     p.add_argument(
@@ -1171,7 +1171,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
             replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
             objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
             lambda_cfg=args.lambda_cfg, metric_scale=scale or 0.0, step_factor=args.step_factor,
-            max_plots=args.max_plots,
+            max_plots=args.max_plots, max_episode_steps=args.max_episode_steps,
         )  # fmt: skip
         from navintent.objectives import Objective
 
@@ -1227,7 +1227,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="closed-loop evaluation in the built-in world: NoMaD, prior/reference latents, z2 steering methods",
-        description=__doc__.split("\n\n")[1],
+        description="Closed loop in K held-out scenes of the built-in world for every method (expert, plain NoMaD, "
+        "z1 from the prior / from the expert's plan, and z2 steered towards a target pedestrian by Adam, best-of-N, "
+        "CEM or guided diffusion, re-optimised every --replan-every steps). Writes metrics.json, results.md and "
+        "plots; definitions in the navintent.evaluate module docstring.",
     )
     _common_arguments(p)
     p.add_argument("--out-dir", default="runs/evaluate", help="output folder (default %(default)s)")
@@ -1255,6 +1258,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-plots", type=int, default=EvalConfig.max_plots, help="scenes with a trajectory plot"
+    )
+    p.add_argument(
+        "--max-episode-steps",
+        type=int,
+        default=EvalConfig.max_episode_steps,
+        help="hard cap on episode length",
     )
     p.set_defaults(func=run_evaluate_cli)
 

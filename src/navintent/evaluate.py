@@ -960,7 +960,7 @@ def run_diversity(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["| condition | pairwise spread (m) | endpoint spread (m) |", "|---|---:|---:|"]
-    lines += [f"| {c} | {v['pairwise']:.3f} | {v['endpoint']:.3f} |" for c, v in results["summary"].items()]
+    lines += [f"| {c} | {v['pairwise']:.4f} | {v['endpoint']:.4f} |" for c, v in results["summary"].items()]
     results["table"] = "\n".join(lines) + "\n"
     (out / "diversity.md").write_text(f"# z1 fixed -> trajectory diversity\n\n{sc.num} scenarios, {samples} samples "
                                       f"each.\n\n{results['table']}")  # fmt: skip

@@ -250,3 +250,25 @@ def test_config_accepts_nomad_yaml_keys_and_names_unknown_ones(tmp_path):
     round_trip = tmp_path / "round.yaml"
     cfg.save_yaml(round_trip)
     assert TwoStageTrainingConfig.load_yaml(round_trip) == cfg
+
+
+def test_ckpt_initialises_from_a_nomad_state_dict_and_rejects_a_mismatch(tmp_path):
+    from navintent.models.nomad import NoMaDPolicy
+
+    torch.manual_seed(5)
+    nomad = NoMaDPolicy(TINY.model, TINY.scheduler)
+    state = {f"module.{k}": v for k, v in nomad.state_dict().items() if not k.startswith("z_proj.")}
+    torch.save(state, tmp_path / "nomad.pth")  # DataParallel-style keys, no z_proj: as the released file
+    trainer = Trainer(tiny_config(), MemorySet(4), None, tmp_path / "run", init_ckpt=tmp_path / "nomad.pth")
+    own = trainer.model.state_dict()
+    for name, value in nomad.state_dict().items():
+        if not name.startswith("z_proj."):
+            assert torch.equal(own[name], value), name
+    fresh = Trainer(tiny_config(), MemorySet(4), None, tmp_path / "fresh").model.state_dict()
+    for name in own:
+        if name.startswith(("z_proj.", "encoder1.", "encoder2.")):
+            assert torch.equal(own[name], fresh[name]), name
+    del state["module.dist_pred_net.network.0.bias"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"missing keys \(1\): \[dist_pred_net\.network\.0\.bias\]"):
+        Trainer(tiny_config(), MemorySet(4), None, tmp_path / "run2", init_ckpt=tmp_path / "bad.pth")

@@ -319,6 +319,8 @@ class TrainConfig(ConfigBase):
     """Training-loop settings (``navintent train``); names follow nomad.yaml where NoMaD has them.
 
     ``batch_size`` is PER PROCESS (DDP convention); the global batch is ``batch_size * world_size``.
+    ``intent_lr_scale`` multiplies the LR of the modules NoMaD lacks (``z_proj``, ``encoder1``, ``encoder2``): they
+    start from zero-initialised ``z_proj`` and must catch up with a denoiser that may be pretrained.
     The LR follows a linear warm-up (``warmup_steps``, or ``warmup_epochs`` epochs when ``warmup_steps`` is 0;
     none when ``warmup`` is false) then a cosine decay to 0 over ``epochs`` epochs (``scheduler: constant``
     keeps it flat). ``max_steps`` (0 = unlimited) only stops the run early; it never reshapes the schedule, so a
@@ -339,6 +341,7 @@ class TrainConfig(ConfigBase):
     """
 
     lr: float = 1e-4
+    intent_lr_scale: float = 1.0
     weight_decay: float = 1e-2
     batch_size: int = 16
     epochs: int = 10
@@ -440,7 +443,7 @@ class TrainConfig(ConfigBase):
             _check_probability(name, getattr(self, name))
         if self.eval_fraction == 0:
             raise ValueError(f"eval_fraction must be in (0, 1], got {self.eval_fraction!r}")
-        for name in ("lr", "weight_decay", "max_norm", "ema_power", "warmup_epochs"):
+        for name in ("lr", "intent_lr_scale", "weight_decay", "max_norm", "ema_power", "warmup_epochs"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")

@@ -456,9 +456,23 @@ class Trainer:
             loss_module = DistributedDataParallel(loss_module, device_ids=ids, find_unused_parameters=True)
         self.loss_module = loss_module
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        new = tuple(self.model.NEW_MODULE_PREFIXES)
+        groups = [
+            {
+                "params": [
+                    p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith(new)
+                ]
+            },
+            {
+                "params": [
+                    p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith(new)
+                ],
+                "lr": self.tc.lr * self.tc.intent_lr_scale,
+            },
+        ]
         # foreach: one fused update over all tensors (the per-tensor loop dominates a CPU step otherwise).
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=self.tc.lr, weight_decay=self.tc.weight_decay, foreach=True
+            [g for g in groups if g["params"]], lr=self.tc.lr, weight_decay=self.tc.weight_decay, foreach=True
         )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -788,7 +802,8 @@ def evaluate_model(
     mean over samples of the average/final displacement to the ground truth (metres), ``minade_*`` the best of
     the samples, for z1 from Encoder1 with the reference (``ref``), z1 = prior mean (``prior``) and no latent
     (``none``); ``spread_*`` is the mean distance (metres) of the samples to their own mean, per waypoint, i.e.
-    how much trajectories vary with z1 fixed. Only samples with ``action_mask = 1`` count.
+    how much trajectories vary with z1 fixed. Only samples with ``action_mask = 1`` count. The conditions are
+    paired: within a batch each one sees the same random draws (diffusion noise, timesteps, goal masks).
     """
     tc, mc = config.train, config.model
     _set_goal_seed(dataset, tc.seed)
@@ -806,7 +821,7 @@ def evaluate_model(
 
     figure_rows: dict[str, Any] | None = None
     batches = iter(loader)
-    for _ in tqdm(range(n_batches), desc="eval", leave=False, disable=not progress):
+    for b in tqdm(range(n_batches), desc="eval", leave=False, disable=not progress):
         try:
             batch = _to_device(next(batches), device)
         except StopIteration:
@@ -814,6 +829,7 @@ def evaluate_model(
         bsz = batch["obs_img"].shape[0]
         common = dict(kl_weight=kl_weight, goal_mask_prob=tc.goal_mask_prob, alpha=tc.alpha, generator=gen)
         for tag, ref_p, lat_p in (("ref", 0.0, 0.0), ("noref", 1.0, 0.0), ("nolatent", 0.0, 1.0)):
+            gen.manual_seed(tc.seed * 1_000_003 + b)  # paired: every condition sees the same draws
             losses = model.compute_loss(batch, scheduler, ref_dropout=ref_p, latent_dropout=lat_p, **common)
             add(f"eval/loss_diffusion_{tag}", losses["diffusion"].item(), bsz)
             if tag == "ref":
@@ -829,6 +845,7 @@ def evaluate_model(
             goal_mask = torch.full((bsz,), gval, dtype=torch.long, device=device)
             cond, tokens = model.encode(batch["obs_img"], batch["goal_img"], goal_mask, return_tokens=True)
             for mode in EVAL_MODES:
+                gen.manual_seed(tc.seed * 1_000_003 + b)  # paired: the same initial and step noise per mode
                 x, _ = model.sample_from_tokens(
                     cond,
                     tokens,

@@ -86,7 +86,6 @@ def test_kl_matches_the_closed_form_of_torch_distributions():
 
 
 def test_compute_loss_kl_term_equals_the_encoders_posterior(model):
-    randomise(model.encoder1.head, seed=5, scale=0.05)
     batch = make_batch()
     sched = build_noise_scheduler(CFG.scheduler)
     model.eval()
@@ -100,8 +99,6 @@ def test_compute_loss_kl_term_equals_the_encoders_posterior(model):
     assert out["kl"] > 0
     expected = 1e-4 * out["distance"] + (1 - 1e-4) * out["diffusion"] + 0.5 * out["kl"]
     torch.testing.assert_close(out["loss"], expected)
-    torch.nn.init.zeros_(model.encoder1.head.weight)
-    torch.nn.init.zeros_(model.encoder1.head.bias)
 
 
 def test_dropout_rates_hold_within_statistical_tolerance():

@@ -3,13 +3,26 @@
 A command module exposes ``register(subparsers)``, which adds its sub-parser and sets
 ``func=<callable(args) -> int>`` as the parser default. Modules are imported lazily, only for the
 command being run, so ``navintent check-data`` never imports MuJoCo or the models.
+
+Errors (decision): bad input is reported as ``navintent <command>: error: <message>`` on stderr with exit status
+2 (argparse's status for usage errors), never as a traceback. "Bad input" is exactly the project's input-error
+types, :data:`INPUT_ERRORS`: ``ValueError`` and its subclasses (config validation, ``DataError``,
+``UntrustedCheckpointError``, corrupt checkpoints, shape checks) and the ``OSError`` subclasses for a path that
+is missing, already exists or is of the wrong kind. Every such message names the file, key or value. Anything
+else (a ``RuntimeError`` from torch, a bug) keeps its traceback. ``NAVINTENT_TRACEBACK=1`` re-raises input
+errors too, for debugging; Python callers that pass ``argv`` to :func:`main` get the exception itself (see
+``report_errors``). A ``--device cuda[:N]`` that this machine does not have is refused before the
+command runs (same form, status 2). Numeric arguments that no config validates use the argparse types below
+(:func:`int_at_least`, :func:`float_at_least`, :func:`float_in`), so they fail at parse time with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from collections.abc import Callable
 
 # command name -> module that registers it (a command module may register several names).
 COMMANDS: dict[str, str] = {
@@ -23,6 +36,76 @@ COMMANDS: dict[str, str] = {
     "experiment": "navintent.evaluate",
     "demo": "navintent.demo",
 }
+
+
+# Exceptions that mean "the input is bad" (see the module docstring); reported without a traceback.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+)
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse ``type=``: an integer ``>= minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+def float_in(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False
+) -> Callable[[str], float]:
+    """argparse ``type=``: a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``); None = unbounded."""
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"<= {high}"
+    wanted = " and ".join(x for x in (lo, hi) if x) or "finite"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {wanted}, got {text!r}") from None
+        bad = value != value or value in (float("inf"), float("-inf"))
+        bad = bad or (low is not None and (value <= low if low_open else value < low))
+        bad = bad or (high is not None and value > high)
+        if bad:
+            raise argparse.ArgumentTypeError(f"must be a number {wanted}, got {text!r}")
+        return value
+
+    parse.__name__ = f"float({wanted})"
+    return parse
+
+
+def float_at_least(minimum: float, *, strict: bool = False) -> Callable[[str], float]:
+    """argparse ``type=``: a finite float ``>= minimum`` (``> minimum`` with ``strict``)."""
+    return float_in(minimum, None, low_open=strict)
+
+
+def check_device(device: str) -> str | None:
+    """Why ``device`` (a ``--device`` value) cannot be used here, or None. Only CUDA requests are checked
+    (``auto`` and ``cpu`` always work; other strings are left to the command)."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{device} requested but no CUDA GPU is available here (torch.cuda.is_available() is False)"
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        return f"{device} requested but this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -42,7 +125,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, report_errors: bool | None = None) -> int:
+    """Run a command; returns its exit status.
+
+    ``report_errors``: print input errors (:data:`INPUT_ERRORS`) as ``navintent <command>: error: ...`` and return
+    2 instead of raising. Default: True when ``argv`` is None (the ``navintent`` program), False when Python code
+    passes ``argv`` (it gets the exception, with its type and traceback).
+    """
+    if report_errors is None:
+        report_errors = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=command if command in COMMANDS else None)
@@ -50,7 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    prog = f"{parser.prog} {args.command}"
+    device = getattr(args, "device", None)
+    if isinstance(device, str) and (problem := check_device(device)) is not None:
+        if not report_errors:
+            raise ValueError(f"--device: {problem}")
+        print(f"{prog}: error: argument --device: {problem}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except INPUT_ERRORS as err:
+        if not report_errors or os.environ.get("NAVINTENT_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

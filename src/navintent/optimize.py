@@ -39,6 +39,8 @@ import argparse
 import contextlib
 import json
 import math
+import pickle
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from navintent.cli import float_at_least, float_in, int_at_least
 from navintent.config import ConfigBase
 from navintent.diffusion import CLIP_MODES, DifferentiableSampler, SamplerNoise, build_sampler, policy_eps_fn
 from navintent.objectives import (
@@ -176,6 +179,10 @@ class Scenarios:
             obstacle_map=grid,
             names=list(self.names),
         )
+
+
+class NonFiniteObjectiveError(RuntimeError):
+    """The objective (or its gradient w.r.t. z2) became NaN/inf; names the scenario(s), the terms and the step."""
 
 
 class LossOutput(NamedTuple):
@@ -320,8 +327,34 @@ class DiffusionAdapter:
         ctx = self.context.select(rows).replace(z2=z2_rows)
         terms = self.objective.terms(wp, ctx)
         per = sum(s.weight * terms[s.name] for s in self.objective.specs).view(r, m)
+        self._check_finite(per, terms, rows.view(r, m)[:, 0], m)
         mean_terms = {k: v.view(r, m).mean(1) for k, v in terms.items()}
         return LossOutput(per.mean(1), mean_terms, wp.view(r, m, *wp.shape[1:]), per)
+
+    def _check_finite(self, per: Tensor, terms: dict[str, Tensor], sid: Tensor, m: int) -> None:
+        """Raise :class:`NonFiniteObjectiveError` naming every scenario whose objective is NaN/inf on some draw
+        (``per [R, M]``, ``sid [R]`` scenario ids), with the offending terms and how many draws."""
+        bad_rows = ~torch.isfinite(per.detach()).all(1)
+        if not bool(bad_rows.any()):
+            return
+        lines = []
+        for row in torch.nonzero(bad_rows).flatten().tolist()[:10]:
+            i = int(sid[row])
+            bad_terms = {
+                name: v.detach().view(-1, m)[row][~torch.isfinite(v.detach().view(-1, m)[row])].tolist()[:3]
+                for name, v in terms.items()
+                if not bool(torch.isfinite(v.detach().view(-1, m)[row]).all())
+            }
+            draws = int((~torch.isfinite(per.detach()[row])).sum())
+            lines.append(
+                f"scenario {i} ({self.scenarios.names[i]!r}): {draws} of {m} draws non-finite; terms "
+                f"{bad_terms or '(terms finite: the weighted sum overflowed)'}"
+            )
+        raise NonFiniteObjectiveError(
+            "objective is NaN/inf for "
+            + "; ".join(lines)
+            + " (check the scenario's inputs: agents, maps, z1)"
+        )
 
     def _run(self, z2: Tensor, sid: Tensor, noise: SamplerNoise | None) -> LossOutput:
         noise, m = self._noise_rows(self.noise if noise is None else noise, sid)
@@ -431,8 +464,11 @@ def optimize_adam(adapter: DiffusionAdapter, config: Z2OptimConfig, *, progress:
     evaluations = 0
     with frozen(adapter.model):
         bar = tqdm(range(config.steps), desc="adam z2", disable=not progress, leave=False)
-        for _ in bar:
-            out = adapter.loss_given_z2(z2)
+        for step in bar:
+            try:
+                out = adapter.loss_given_z2(z2)
+            except NonFiniteObjectiveError as err:
+                raise NonFiniteObjectiveError(f"adam step {step}: {err}; stopped, z2 not updated") from None
             evaluations += 1
             loss = out.loss.detach()
             improved = loss < best_loss - config.min_delta
@@ -445,6 +481,14 @@ def optimize_adam(adapter: DiffusionAdapter, config: Z2OptimConfig, *, progress:
                 break
             opt.zero_grad(set_to_none=True)
             out.loss.sum().backward()
+            bad = ~torch.isfinite(z2.grad).all(1)
+            if bool(bad.any()):
+                ids = torch.nonzero(bad).flatten().tolist()
+                raise NonFiniteObjectiveError(
+                    f"adam step {step}: the gradient w.r.t. z2 is NaN/inf for scenario(s) "
+                    f"{[(i, adapter.scenarios.names[i]) for i in ids[:10]]} with finite objective values "
+                    f"{[float(out.loss.detach()[i]) for i in ids[:10]]}; stopped before the Adam update"
+                )
             if config.normalize_grad:
                 z2.grad /= z2.grad.norm(dim=1, keepdim=True) + 1e-12
             opt.step()
@@ -748,7 +792,17 @@ def load_data_sample(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--data_sample file not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise ValueError(
+                f"--data_sample {path} holds pickled Python objects, not only tensors and plain data; loading "
+                "it could run code from the file, so it was refused (nothing in it was executed)"
+            ) from None
+        raise ValueError(f"--data_sample {path} is not a readable torch file (pickle/zip): {err}") from err
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"--data_sample {path} is truncated or corrupt (pickle/zip): {err}") from err
     sample = validate_data_sample(obj, model_config, z1_dim=z1_dim, where=str(path))
     return scenarios_from_sample(sample, metric_scale)
 
@@ -1074,10 +1128,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--dataset", default=None, help="dataset folder (layout of `navintent train --data_dir`)"
     )
-    p.add_argument("--index", type=int, nargs="+", default=[0], help="sample indices of --dataset's split")
+    p.add_argument(
+        "--index", type=int_at_least(0), nargs="+", default=[0], help="sample indices of --dataset's split"
+    )
     p.add_argument("--split", default="test", help="split of --dataset (default test)")
     p.add_argument(
-        "--num-scenarios", type=int, default=1, help="built-in sim scenarios when no data is given"
+        "--num-scenarios",
+        type=int_at_least(1),
+        default=1,
+        help="built-in sim scenarios when no data is given",
     )
     p.add_argument("--steps", type=int, default=100, help="Adam steps on z2")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
@@ -1091,7 +1150,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--budget",
-        type=float,
+        type=float_at_least(0.0),
         default=None,
         help="seconds per baseline (default: Adam's time; 10 s without adam)",
     )
@@ -1124,7 +1183,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--success-radius", type=float, default=0.5, help="attack success distance (m)")
     p.add_argument(
-        "--metric-scale", type=float, default=None, help="metres per spacing unit (overrides the data's)"
+        "--metric-scale",
+        type=float_at_least(0.0, strict=True),
+        default=None,
+        help="metres per spacing unit (overrides the data's)",
     )
     p.add_argument(
         "--z1",
@@ -1133,10 +1195,16 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="z1 source: Encoder1 mean on the data (default with data) or a prior sample (default without)",
     )
     p.add_argument(
-        "--camera-hfov", type=float, default=100.0, help="horizontal fov (deg) for drawing on data images"
+        "--camera-hfov",
+        type=float_in(0.0, 179.0, low_open=True),
+        default=100.0,
+        help="horizontal fov (deg) for drawing on data images",
     )
     p.add_argument(
-        "--camera-height", type=float, default=0.45, help="camera height (m) for drawing on data images"
+        "--camera-height",
+        type=float_at_least(0.0, strict=True),
+        default=0.45,
+        help="camera height (m) for drawing on data images",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--no-plots", action="store_true")
@@ -1238,12 +1306,18 @@ def run_cli(args: argparse.Namespace) -> int:
         z2_stats=stats,
         generator=gen,
     )
-    results = run_methods(adapter, config, methods, budget_s=args.budget, seed=args.seed)
-    eval_noise = adapter.draw_noise(
-        config.eval_draws, torch.Generator(device=device).manual_seed(args.seed + 1)
-    )
-    on_opt = {k: evaluate_method(adapter, r, None, config.success_radius) for k, r in results.items()}
-    on_eval = {k: evaluate_method(adapter, r, eval_noise, config.success_radius) for k, r in results.items()}
+    try:
+        results = run_methods(adapter, config, methods, budget_s=args.budget, seed=args.seed)
+        eval_noise = adapter.draw_noise(
+            config.eval_draws, torch.Generator(device=device).manual_seed(args.seed + 1)
+        )
+        on_opt = {k: evaluate_method(adapter, r, None, config.success_radius) for k, r in results.items()}
+        on_eval = {
+            k: evaluate_method(adapter, r, eval_noise, config.success_radius) for k, r in results.items()
+        }
+    except NonFiniteObjectiveError as err:  # nothing written: a report of NaNs would mislead
+        print(f"navintent optimize-z2: error: {err}", file=sys.stderr)
+        return 3
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from navintent.cli import float_at_least, int_at_least
+
 CAMERA_HEIGHT_M = 0.6
 CAMERA_HFOV_DEG = 90.0
 DISPLAY_SIZE = (320, 240)  # 4:3, NoMaD's crop aspect
@@ -299,17 +301,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inp.add_argument("--obs", nargs="+", type=Path, help="observation images, oldest first, current last")
     inp.add_argument("--goal", type=Path, help="goal image (omit: goal masked, exploration mode)")
     smp = p.add_argument_group("sampling")
-    smp.add_argument("--num-samples", type=int, default=8)
+    smp.add_argument("--num-samples", type=int_at_least(1), default=8)
     smp.add_argument(
         "--seed", type=int, default=0, help="seeds x_T, the DDPM step noise and the built-in scene"
     )
-    smp.add_argument("--lambda-cfg", type=float, default=0.0, help="guidance weight w (needs --latent-seed)")
+    smp.add_argument(
+        "--lambda-cfg", type=float_at_least(0.0), default=0.0, help="guidance weight w (needs --latent-seed)"
+    )
     smp.add_argument(
         "--latent-seed", type=int, help="draw latent_z ~ N(0, I) with this seed (default: no latent)"
     )
     smp.add_argument(
         "--metric-scale",
-        type=float,
+        type=float_at_least(0.0, strict=True),
         default=DEFAULT_METRIC_SCALE,
         help="metres per spacing unit (default: recon's)",
     )

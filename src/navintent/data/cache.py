@@ -36,7 +36,7 @@ from navintent.data.format import DataError
 
 CACHE_FORMAT_VERSION = 1
 # Identifies the decode rule below; change it whenever crop_and_resize changes.
-CROP_RULE = "center-crop-4:3(nomad-int-round,height-crop-if-narrower)|PIL-BICUBIC|RGB"
+CROP_RULE = "center-crop-4:3(nomad-int-round,height-crop-if-narrower)|PIL-BICUBIC|RGB|16bit-high-byte"
 ASPECT_RATIO = 4 / 3
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -67,23 +67,52 @@ def crop_box(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + crop_w, top + crop_h
 
 
+# 16-bit single-channel modes (e.g. a 16-bit grayscale PNG). PIL's own convert("RGB") CLIPS them at 255 (an
+# image turns almost white), so they are reduced to their high byte first.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+# 32-bit integer and float images: no defined range to map to 8 bits -> refused.
+_REFUSED_MODES = ("I", "F")
+
+
+def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
+    """Any 8-bit mode -> RGB by PIL's conversion (grayscale replicated, palette expanded, CMYK/YCbCr converted,
+    alpha DROPPED, not composited); 16-bit grayscale -> its high byte (``v >> 8``), then RGB; 32-bit int/float
+    modes are refused with a :class:`DataError` naming the file and the mode."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        high = (np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(high, mode="L").convert("RGB")
+    if img.mode in _REFUSED_MODES:
+        kind = "32-bit integer" if img.mode == "I" else "32-bit float"
+        raise DataError(
+            f"{path}: {kind} image (PIL mode {img.mode!r}) has no defined 8-bit range; convert it to 8-bit RGB "
+            "(or 16-bit grayscale) first"
+        )
+    return img.convert("RGB")
+
+
 def decode_image(path: Path, image_size: Sequence[int]) -> np.ndarray:
-    """Decode ``path``, centre-crop to 4:3, resize to ``image_size`` = [width, height] (bicubic).
+    """Decode ``path``, convert to RGB (see :func:`_to_rgb`), centre-crop to 4:3, resize to ``image_size`` =
+    [width, height] (bicubic).
 
     Returns uint8 ``[height, width, 3]``. Raises :class:`DataError` naming the file if it is missing,
-    unreadable, not an image or truncated.
+    unreadable, not an image, truncated, of a refused mode, or too small to crop (under 2 pixels on a side).
     """
     try:
         with Image.open(path) as img:
             img.load()  # raises OSError on a truncated file (PIL's LOAD_TRUNCATED_IMAGES stays False)
-            rgb = img.convert("RGB")
+            rgb = _to_rgb(img, path)
+    except DataError:
+        raise
     except FileNotFoundError as err:
         raise DataError(f"{path}: image file is missing") from err
     except UnidentifiedImageError as err:
         raise DataError(f"{path}: not a readable image") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: unreadable or truncated image: {err}") from err
-    rgb = rgb.crop(crop_box(*rgb.size)).resize((int(image_size[0]), int(image_size[1])), Image.BICUBIC)
+    left, top, right, bottom = crop_box(*rgb.size)
+    if right <= left or bottom <= top:
+        raise DataError(f"{path}: image of {rgb.size[0]}x{rgb.size[1]} pixels is too small to crop to 4:3")
+    rgb = rgb.crop((left, top, right, bottom)).resize((int(image_size[0]), int(image_size[1])), Image.BICUBIC)
     return np.asarray(rgb, dtype=np.uint8)
 
 

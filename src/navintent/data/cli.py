@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from navintent.cli import float_in
+from navintent.data.cache import decode_image
 from navintent.data.format import (
     TRAJ_DATA_FILE,
     TRAJ_NAMES_FILE,
@@ -21,16 +22,12 @@ from navintent.data.split import split_dataset
 
 
 def image_problem(path: Path) -> str | None:
-    """Fully decode ``path``; a problem line naming it, or None if it decodes."""
+    """Fully decode ``path`` as the dataset does (mode conversion, crop; see
+    :func:`navintent.data.cache.decode_image`); a problem line naming it, or None if it decodes."""
     try:
-        with Image.open(path) as img:
-            img.load()
-    except FileNotFoundError:
-        return f"{path}: image file is missing"
-    except UnidentifiedImageError:
-        return f"{path}: not a readable image"
-    except (OSError, SyntaxError, ValueError) as err:
-        return f"{path}: unreadable or truncated image: {err}"
+        decode_image(path, (2, 2))
+    except DataError as err:
+        return str(err)
     return None
 
 
@@ -115,6 +112,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("dataset_dir", metavar="DATASET_DIR")
     s.add_argument("--out", required=True, metavar="SPLIT_DIR")
-    s.add_argument("--train-frac", type=float, default=0.8)
+    s.add_argument("--train-frac", type=float_in(0.0, 1.0), default=0.8)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_split)

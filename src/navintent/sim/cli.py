@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from navintent.cli import float_in, int_at_least
+
 
 def _make_data(args: argparse.Namespace) -> int:
     from navintent.sim.config import SimConfig
@@ -39,19 +41,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT/splits/<dataset-name>/{train,test}/traj_names.txt and OUT/sim_episodes.yaml. Deterministic for a seed.",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    p.add_argument("--episodes", type=int_at_least(1), required=True, help="number of episodes")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument(
-        "--image-size", type=int, nargs=2, metavar=("W", "H"), help="camera image size (default 96 96)"
+        "--image-size",
+        type=int_at_least(1),
+        nargs=2,
+        metavar=("W", "H"),
+        help="camera image size (default 96 96)",
     )
     p.add_argument(
         "--dataset-name", default="navintent_sim", help="dataset folder name (default navintent_sim)"
     )
     p.add_argument(
-        "--train-frac", type=float, default=0.8, help="fraction of episodes in train (default 0.8)"
+        "--train-frac",
+        type=float_in(0.0, 1.0),
+        default=0.8,
+        help="fraction of episodes in train (default 0.8)",
     )
-    p.add_argument("--max-steps", type=int, default=400, help="step limit of an expert episode (default 400)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--max-steps", type=int_at_least(1), default=400, help="step limit of an expert episode (default 400)"
+    )
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="worker processes (default 1)")
     p.add_argument(
         "--config", help="SimConfig YAML (see navintent.sim.config); --image-size overrides its camera"
     )

@@ -61,6 +61,11 @@ def _check_readable(path: Path) -> None:
         head = fh.read(2)
     if not head:
         raise ValueError(f"checkpoint {path} is empty")
+    if head == b"PK" and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated: it starts like a torch.save zip archive but has no "
+            "readable end (a copy or write cut short?)"
+        )
     if not zipfile.is_zipfile(path) and not head.startswith(_PICKLE_PROTOCOL_2PLUS):
         raise ValueError(
             f"checkpoint {path} is not a PyTorch file (neither a torch.save zip archive nor a pickle)"

@@ -115,7 +115,10 @@ def test_loss_many_matches_per_candidate_evaluation(model):
 
 
 def test_adam_and_baselines_improve_on_plain(model):
-    adapter = _adapter(model)
+    # Hard clip here: this random tiny model's x0 predictions sit at the [-1, 1] clamp for most entries, where the
+    # straight-through surrogate (identity backward through the clamp) is biased and need not descend. Measured on
+    # this fixture, 6 Adam steps at lr 0.2: straight-through 0.111 -> 0.370 (kept z2 = start), hard 0.111 -> 0.068.
+    adapter = _adapter(model, clip="hard")
     start = plain(adapter)
     adam = optimize_adam(adapter, Z2OptimConfig(steps=6, lr=0.2), progress=False)
     assert (adam.loss <= start.loss + 1e-6).all() and adam.loss.mean() < start.loss.mean()

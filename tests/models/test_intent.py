@@ -97,8 +97,47 @@ def test_compute_loss_kl_term_equals_the_encoders_posterior(model):
     mu, logvar = model.posterior(tokens, goal_mask, batch["ref_traj"], torch.ones(2, dtype=torch.bool))
     torch.testing.assert_close(out["kl"], kl_to_standard_normal(mu, logvar).mean())
     assert out["kl"] > 0
-    expected = 1e-4 * out["distance"] + (1 - 1e-4) * out["diffusion"] + 0.5 * out["kl"]
+    expected = 1e-4 * out["distance"] + (1 - 1e-4) * out["diffusion"] + 0.5 * out["kl_penalty"]
     torch.testing.assert_close(out["loss"], expected)
+
+
+def test_free_bits_clamp_the_batch_mean_kl_per_dim_and_leave_the_reported_kl_alone(model):
+    batch = make_batch(batch_size=3)
+    sched = build_noise_scheduler(CFG.scheduler)
+    model.eval()
+    with torch.no_grad():
+        _, tokens = model.encode(batch["obs_img"], batch["goal_img"], None, return_tokens=True)
+        mu, logvar = model.posterior(tokens, None, batch["ref_traj"], torch.ones(3, dtype=torch.bool))
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    per_dim = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).mean(0)
+    threshold = float(per_dim.sort().values[per_dim.numel() // 2])  # some dims above, some below
+    clamped = TwoStageIntentModel(CFG.model, CFG.intent.replace(free_bits=threshold), CFG.scheduler).eval()
+    clamped.load_state_dict(model.state_dict())
+    unclamped = TwoStageIntentModel(CFG.model, CFG.intent.replace(free_bits=0.0), CFG.scheduler).eval()
+    unclamped.load_state_dict(model.state_dict())
+    kwargs = dict(kl_weight=0.5, goal_mask_prob=0.0, ref_dropout=0.0)
+    out = clamped.compute_loss(batch, sched, generator=torch.Generator().manual_seed(2), **kwargs)
+    plain = unclamped.compute_loss(batch, sched, generator=torch.Generator().manual_seed(2), **kwargs)
+    torch.testing.assert_close(out["kl"], plain["kl"])
+    torch.testing.assert_close(plain["kl_penalty"], plain["kl"])
+    torch.testing.assert_close(out["kl_penalty"], per_dim.clamp(min=threshold).sum(), rtol=1e-5, atol=1e-6)
+    assert out["kl_penalty"] > out["kl"]
+    torch.testing.assert_close(out["loss"] - plain["loss"], 0.5 * (out["kl_penalty"] - plain["kl"]))
+    # Above every dim's KL, the KL term sends no gradient to Encoder1's logvar head.
+    free = TwoStageIntentModel(CFG.model, CFG.intent.replace(free_bits=1e3), CFG.scheduler).eval()
+    free.load_state_dict(model.state_dict())
+    grads = []
+    for weight in (0.0, 0.5):
+        free.zero_grad()
+        kw = {**kwargs, "kl_weight": weight}
+        free.compute_loss(batch, sched, generator=torch.Generator().manual_seed(2), **kw)["loss"].backward()
+        grads.append(free.encoder1.head.bias.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+
+
+def test_free_bits_must_be_non_negative():
+    with pytest.raises(ValueError, match="free_bits"):
+        CFG.intent.replace(free_bits=-0.1)
 
 
 def test_dropout_rates_hold_within_statistical_tolerance():

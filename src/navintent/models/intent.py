@@ -18,10 +18,11 @@ Decisions (where the seed is silent):
 - Encoder2 is an MLP on ``[z1, LayerNorm(current-frame token)]``.
 - Latent dropout never calls the U-Net twice: dropped samples get exactly ``global_cond`` (the ``latent_z=None``
   branch), the others ``global_cond + z_proj(z2)``, selected per sample with ``torch.where``.
-- Loss (per sample first, then masks): ``alpha * distance + (1 - alpha) * diffusion + beta(step) * KL`` where
+- Loss (per sample first, then masks): ``alpha * distance + (1 - alpha) * diffusion + beta(step) * KL'`` where
   diffusion is the eps MSE averaged over ``[T, A]`` and masked by ``action_mask`` (sum / max(mask sum, 1)),
   distance the squared error of the distance head on goal-visible samples (same normalisation), and KL the
-  closed-form ``KL(N(mu, sigma^2) || N(0, I))`` summed over z1's dims and averaged over the batch.
+  closed-form ``KL(N(mu, sigma^2) || N(0, I))`` summed over z1's dims and averaged over the batch; ``KL'`` is
+  that KL, or with ``IntentConfig.free_bits > 0`` the sum over dims of ``max(free_bits, batch-mean KL_d)``.
 """
 
 from __future__ import annotations
@@ -322,8 +323,8 @@ class TwoStageIntentModel(NoMaDPolicy):
         ``ref_dropout``/``latent_dropout`` default to the intent config's. All random draws (goal mask, dropouts,
         z1 noise, diffusion noise and timesteps) use ``generator`` (None: the global RNG) in a fixed order.
 
-        Returns scalars ``loss`` (with grad), ``diffusion``, ``distance``, ``kl``, ``kl_weight`` and per-sample
-        ``goal_mask``, ``ref_used``, ``latent_used`` (bool ``[B]``) and ``z2`` ``[B, z_dim]`` (detached).
+        Returns scalars ``loss`` (with grad), ``diffusion``, ``distance``, ``kl`` (the true KL), ``kl_penalty``
+        (the KL term the loss uses, see ``free_bits``), ``kl_weight`` and per-sample ``goal_mask``, ``ref_used``, ``latent_used`` (bool ``[B]``) and ``z2`` ``[B, z_dim]`` (detached).
         """
         ic = self.intent_config
         ref_dropout = ic.ref_dropout if ref_dropout is None else ref_dropout
@@ -369,12 +370,17 @@ class TwoStageIntentModel(NoMaDPolicy):
         dist_pred = self.predict_distance(cond).squeeze(-1)
         dist = masked_mean((dist_pred - distance).square(), ~goal_mask)
         kl = kl_to_standard_normal(mu, logvar).mean()
-        loss = alpha * dist + (1.0 - alpha) * diffusion + kl_weight * kl
+        kl_penalty = kl
+        if ic.free_bits > 0:
+            per_dim = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean(dim=0)  # [z1_dim]
+            kl_penalty = per_dim.clamp(min=ic.free_bits).sum()
+        loss = alpha * dist + (1.0 - alpha) * diffusion + kl_weight * kl_penalty
         return {
             "loss": loss,
             "diffusion": diffusion,
             "distance": dist,
             "kl": kl,
+            "kl_penalty": kl_penalty,
             "kl_weight": torch.tensor(float(kl_weight)),
             "goal_mask": goal_mask,
             "ref_used": ref_used,

@@ -183,7 +183,9 @@ class ModelConfig(ConfigBase):
                 f"(the U-Net halves it per down stage), got {self.len_traj_pred}"
             )
         if self.encoding_size < 16:
-            raise ValueError(f"encoding_size must be >= 16 (distance head divides it by 16), got {self.encoding_size}")
+            raise ValueError(
+                f"encoding_size must be >= 16 (distance head divides it by 16), got {self.encoding_size}"
+            )
         if self.diffusion_step_embed_dim % 2 or self.diffusion_step_embed_dim < 4:
             raise ValueError(
                 f"diffusion_step_embed_dim must be even and >= 4, got {self.diffusion_step_embed_dim}"

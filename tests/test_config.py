@@ -51,3 +51,23 @@ def test_nomad_yaml_subset_is_read_and_the_rest_ignored():
 def test_unknown_preset_raises():
     with pytest.raises(ValueError, match="got 'huge'"):
         preset_model_config("huge")
+
+
+def test_read_yaml_mapping_names_the_file_for_each_failure(tmp_path):
+    from navintent.config import read_yaml_mapping
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert read_yaml_mapping(empty) == {}
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(
+        ValueError, match=r"data config .*list\.yaml must hold a mapping at top level, got list"
+    ):
+        read_yaml_mapping(listing, what="data config")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\n")
+    with pytest.raises(ValueError, match=r"broken\.yaml is not valid YAML"):
+        read_yaml_mapping(broken)
+    with pytest.raises(FileNotFoundError, match=r"config file not found: .*absent\.yaml"):
+        read_yaml_mapping(tmp_path / "absent.yaml")

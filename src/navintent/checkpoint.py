@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor, nn
 
-from navintent.config import ModelConfig, SchedulerConfig
+from navintent.config import ModelConfig, SchedulerConfig, read_yaml_mapping
 
 NATIVE_FORMAT = "navintent"
 NATIVE_VERSION = 1
@@ -223,16 +222,7 @@ def _read_config_arg(config: Any) -> dict[str, Any]:
     if isinstance(config, ModelConfig):
         return {"model": config}
     if isinstance(config, (str, Path)):
-        path = Path(config)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"config file not found: {path}") from err
-        except yaml.YAMLError as err:
-            raise ValueError(f"config {path} is not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"config {path} must hold a mapping, got {type(data).__name__}")
-        return _sections_from_mapping(data)
+        return _sections_from_mapping(read_yaml_mapping(config))
     if isinstance(config, Mapping):
         return _sections_from_mapping(dict(config))
     raise ValueError(f"config must be a YAML path, a dict or a ModelConfig, got {type(config).__name__}")

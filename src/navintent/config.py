@@ -71,16 +71,26 @@ class ConfigBase:
 
     @classmethod
     def load_yaml(cls: type[C], path: str | Path) -> C:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"config file not found: {path}") from err
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}") from err
-        if data is not None and not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping at top level, got {type(data).__name__}")
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_yaml_mapping(path), where=str(path))
+
+
+def read_yaml_mapping(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
+    """Parse a YAML file whose top level is a mapping (an empty file reads as ``{}``).
+
+    Errors name ``what`` and the path: missing file (``FileNotFoundError``), invalid YAML or a non-mapping
+    top level (``ValueError``)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{what} not found: {path}") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"{what} {path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} must hold a mapping at top level, got {type(data).__name__}")
+    return data
 
 
 def _check_positive(name: str, value: Any) -> None:
@@ -605,18 +615,7 @@ class TwoStageTrainingConfig(ConfigBase):
     def load_yaml(
         cls, path: str | Path, *, base: TwoStageTrainingConfig | None = None
     ) -> TwoStageTrainingConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"config file not found: {path}") from err
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}") from err
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping at top level, got {type(data).__name__}")
-        return cls.from_mapping(data, base=base, where=str(path))
+        return cls.from_mapping(read_yaml_mapping(path), base=base, where=str(path))
 
 
 def preset_training_config(name: str) -> TwoStageTrainingConfig:

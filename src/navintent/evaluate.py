@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from navintent.config import ConfigBase
+from navintent.config import ConfigBase, read_yaml_mapping
 
 EVAL_SEED_BASE = 1_000_000
 METHODS: tuple[str, ...] = ("expert", "nomad", "prior", "reference", "adam", "best_of_n", "cem", "guided")
@@ -1108,12 +1108,10 @@ def _parse_methods(text: str) -> tuple[tuple[str, ...], bool]:
 
 def metric_scale_from_data_dir(data_dir: str | Path, waypoint_spacing: int = 1) -> float:
     """``metric_waypoint_spacing * waypoint_spacing`` from ``DIR/data_config.yaml`` (one dataset entry required)."""
-    import yaml
-
     path = Path(data_dir) / "data_config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"--data-dir: {path} not found (needed for the metric scale)")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_mapping(path, what="data config")
     values = {k: v.get("metric_waypoint_spacing") for k, v in data.items() if isinstance(v, dict)}
     values = {k: v for k, v in values.items() if v is not None}
     if len(values) != 1:

@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from navintent.actions import to_local
+from navintent.config import read_yaml_mapping
 from navintent.data.cache import ImageStore, normalize_frames
 from navintent.data.format import (
     TRAJ_NAMES_FILE,
@@ -70,16 +70,7 @@ def as_nomad_tuple(batch: Mapping[str, Any]) -> tuple:
 
 def load_data_config(path: str | Path | None = None) -> dict[str, Any]:
     """Parse a data-config YAML of NoMaD's form (``{dataset_name: {metric_waypoint_spacing: ...}, ...}``)."""
-    path = Path(path) if path is not None else DEFAULT_DATA_CONFIG
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"data config not found: {path}") from err
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of dataset names, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path if path is not None else DEFAULT_DATA_CONFIG, what="data config")
 
 
 def _int_arg(name: str, value: Any, minimum: int) -> int:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from navintent.actions import waypoints_to_normalized_deltas
 from navintent.config import IntentConfig, ModelConfig, SchedulerConfig
-from navintent.models.nomad import NoMaDPolicy, build_noise_scheduler
+from navintent.models.nomad import NoMaDPolicy
 
 LOGVAR_RANGE = (-8.0, 8.0)
 INIT_LOGVAR = -4.0
@@ -492,8 +492,6 @@ class TwoStageIntentModel(NoMaDPolicy):
         """:meth:`sample_intent` from an existing vision pass (``cond [B, E]``, ``tokens [B, C + 2, E]``)."""
         if mode not in SAMPLE_MODES:
             raise ValueError(f"mode must be one of {SAMPLE_MODES}, got {mode!r}")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         batch = cond.shape[0]
         z2 = None
         if mode != "none":
@@ -503,16 +501,15 @@ class TwoStageIntentModel(NoMaDPolicy):
             else:
                 z1 = cond.new_zeros(batch, self.z1_dim)
             z2 = self.z2_from_tokens(z1, tokens)
-        scheduler = scheduler if scheduler is not None else build_noise_scheduler(self.scheduler_config)
-        scheduler.set_timesteps(scheduler.config.num_train_timesteps)
-        cond_rep = cond.repeat_interleave(num_samples, dim=0)
-        z_rep = None if z2 is None else z2.repeat_interleave(num_samples, dim=0)
-        shape = (batch * num_samples, self.config.len_traj_pred, self.config.action_dim)
-        x = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
-        for t in scheduler.timesteps:
-            eps = self.predict_noise(x, t, cond_rep, latent_z=z_rep, lambda_cfg=lambda_cfg)
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample
-        return x.reshape(batch, num_samples, *shape[1:]), z2
+        ndeltas = self.sample_from_condition(
+            cond,
+            num_samples=num_samples,
+            latent_z=z2,
+            lambda_cfg=lambda_cfg,
+            scheduler=scheduler,
+            generator=generator,
+        )
+        return ndeltas, z2
 
 
 def init_z1_from_dataset(batch: dict[str, Tensor], model: TwoStageIntentModel) -> Tensor:

@@ -164,12 +164,35 @@ class NoMaDPolicy(nn.Module):
         ``num_inference_steps`` defaults to its ``num_train_timesteps``. Convert to metres with
         ``navintent.actions.normalized_deltas_to_waypoints`` and the dataset's spacing.
         """
+        return self.sample_from_condition(
+            self.encode(obs_img, goal_img, goal_mask),
+            num_samples=num_samples,
+            latent_z=latent_z,
+            lambda_cfg=lambda_cfg,
+            scheduler=scheduler,
+            num_inference_steps=num_inference_steps,
+            generator=generator,
+        )
+
+    @torch.no_grad()
+    def sample_from_condition(
+        self,
+        cond: Tensor,
+        num_samples: int = 8,
+        latent_z: Tensor | None = None,
+        lambda_cfg: float = 0.0,
+        scheduler: DDPMScheduler | None = None,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """:meth:`sample` from an existing vision condition ``cond [B, E]``: the diffusers reverse loop, returning
+        normalised deltas ``[B, num_samples, T, A]`` (``latent_z`` as in :meth:`sample`)."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         scheduler = scheduler if scheduler is not None else build_noise_scheduler(self.scheduler_config)
         scheduler.set_timesteps(num_inference_steps or scheduler.config.num_train_timesteps)
-        batch = obs_img.shape[0]
-        cond = self.encode(obs_img, goal_img, goal_mask).repeat_interleave(num_samples, dim=0)
+        batch = cond.shape[0]
+        cond = cond.repeat_interleave(num_samples, dim=0)
         if latent_z is not None and latent_z.shape[0] == batch and num_samples > 1:
             latent_z = latent_z.repeat_interleave(num_samples, dim=0)
         shape = (batch * num_samples, self.config.len_traj_pred, self.config.action_dim)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from navintent import evaluate as ev
-from navintent.checkpoint import save_checkpoint
+from navintent.checkpoint import LoadedModel, load_inference_model, save_checkpoint
 from navintent.cli import main
 from navintent.config import preset_training_config
 from navintent.models.intent import TwoStageIntentModel
@@ -237,7 +237,7 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def test_closed_loop_evaluation_writes_table_json_and_plots(tiny_ckpt, tmp_path):
-    loaded = ev.load_eval_model(tiny_ckpt)
+    loaded = load_inference_model(tiny_ckpt)
     assert loaded.is_intent and loaded.z2_stats is not None and loaded.ref_horizon == 16
     config = ev.EvalConfig(
         scenes=1, methods=("expert", "nomad", "reference", "adam", "guided"), min_steps=6, max_episode_steps=6,
@@ -264,7 +264,7 @@ def test_experiments_on_a_latent_free_model(tmp_path):
     # executable fraction cannot depend on sigma.
     cfg = preset_training_config("tiny")
     model = TwoStageIntentModel(cfg.model, cfg.intent, cfg.scheduler).eval()
-    loaded = ev.LoadedModel(model, None, 1, 16, "tiny")
+    loaded = LoadedModel(model, None, 1, 16, "tiny")
     div = ev.run_diversity(loaded, tmp_path, scenes=1, samples=3, metric_scale=0.04)
     s = div["summary"]
     # (batched rows may differ in the last float bits: tolerance 1e-6 m)

@@ -24,6 +24,7 @@ from navintent.optimize import (
     guided_baseline,
     optimize_adam,
     plain,
+    sim_scenarios,
     validate_data_sample,
 )
 
@@ -329,3 +330,112 @@ def test_adam_early_stopping(model):
     )
     assert len(res.history) == 2 and res.evaluations == 3
     torch.testing.assert_close(res.z2, adapter.z2_init)
+
+
+# ------------------------------------------------------------------------------------------------ search space
+def _rank_deficient_stats(model, rank: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """A z2 Gaussian living in the first ``rank`` coordinates (+ the loader's 1e-6 jitter)."""
+    diag = torch.zeros(model.z_dim)
+    diag[:rank] = torch.tensor([4.0, 1.0, 0.25])[:rank]
+    return torch.zeros(model.z_dim), torch.diag(diag) + 1e-6 * torch.eye(model.z_dim)
+
+
+def test_whitened_basis_reproduces_the_covariance(model):
+    stats = _rank_deficient_stats(model)
+    adapter = _adapter(model)
+    adapter.z2_stats = stats
+    basis, start = adapter.search_basis("whitened", prior_std=1.0)
+    torch.testing.assert_close(basis @ basis.T, stats[1], atol=1e-6, rtol=1e-5)
+    assert torch.equal(start, torch.ones(model.z_dim))
+    assert adapter.resolve_space("auto") == "whitened"
+    eye, std = adapter.search_basis("z2", prior_std=1.0)
+    assert torch.equal(eye, torch.eye(model.z_dim))
+    torch.testing.assert_close(std, torch.diagonal(stats[1]).sqrt())
+    adapter.z2_stats = None
+    assert adapter.resolve_space("auto") == "z2"
+    with pytest.raises(ValueError, match="'whitened' needs the checkpoint's z2_stats"):
+        adapter.search_basis("whitened", prior_std=1.0)
+    with pytest.raises(ValueError, match="space must be one of"):
+        Z2OptimConfig(space="pca")
+
+
+def test_whitened_adam_stays_in_the_data_subspace(model):
+    """With training z2 confined to 3 of 8 dimensions, whitened Adam moves z2 only inside them (up to the
+    1e-3 std of the jitter); in raw z2 coordinates Adam leaves the subspace."""
+    moves = {}
+    for space in ("whitened", "z2"):
+        adapter = _adapter(model)
+        adapter.z2_stats = _rank_deficient_stats(model)
+        result = optimize_adam(adapter, Z2OptimConfig(steps=8, lr=0.01, space=space), progress=False)
+        moves[space] = result.z2 - adapter.z2_init
+    assert moves["whitened"][:, :3].abs().max() > 0.02  # it did search
+    assert moves["whitened"][:, 3:].abs().max() < 1e-3  # at most 8 steps x lr 0.01 x 1e-3 std
+    assert moves["z2"][:, 3:].abs().max() > 0.03  # raw Adam leaves the data's subspace
+
+
+def test_whitened_cem_samples_inside_the_data_subspace(model, monkeypatch):
+    adapter = _adapter(model)
+    adapter.z2_stats = _rank_deficient_stats(model)
+    seen = []
+    original = adapter.loss_many
+
+    def record(z2s):
+        seen.append(z2s - adapter.z2_init)
+        return original(z2s)
+
+    monkeypatch.setattr(adapter, "loss_many", record)
+    cem(adapter, 0.0, Z2OptimConfig(cem_population=8, eval_chunk=4), torch.Generator().manual_seed(0))
+    moves = torch.cat(seen[1:])  # the first call scores z2_0 itself
+    assert moves.shape == (8, B, model.z_dim)
+    assert moves[..., :3].std() > 0.3  # candidates spread by the data's std (2, 1, 0.5)
+    assert moves[..., 3:].abs().max() < 0.01  # and by ~1e-3 outside the subspace
+
+
+# ------------------------------------------------------------------------------------------------ sim scenarios
+def test_sim_scenarios_follow_the_waypoint_spacing():
+    """A checkpoint trained at waypoint_spacing 3 sees frames, agents and metres 3 control steps apart: checked
+    against the expert rollout and renderer directly. Seed 1 has no pedestrians and is skipped."""
+    import numpy as np
+
+    from navintent.evaluate import _prep_frames
+    from navintent.sim import generate_scene, to_robot_frame
+    from navintent.sim.render import SceneRenderer
+    from navintent.sim.rollout import run_expert
+
+    cfg = preset_model_config("tiny")  # context 3, 8 waypoints
+    sc, _ = sim_scenarios(cfg, 1, 1, waypoint_spacing=3, require_pedestrians=True)
+    (name,) = sc.names
+    assert name.startswith("sim_seed2_t")
+    t = int(name.split("_t")[1])
+    scene = generate_scene(2)
+    run = run_expert(scene, max_steps=240)
+    last = len(run.poses) - 1
+    steps = np.linalg.norm(np.diff(run.poses[:, :2], axis=0), axis=1)
+    assert float(sc.metric_scale[0]) == pytest.approx(3 * steps[steps > 1e-6].mean(), rel=1e-6)
+    for k in range(cfg.len_traj_pred):
+        expected = to_robot_frame(run.agents[min(t + 3 * (k + 1), last)], run.poses[t])
+        np.testing.assert_allclose(sc.agents[0, k, : scene.num_pedestrians].numpy(), expected, atol=1e-5)
+    with SceneRenderer(scene) as renderer:
+        frames = np.stack([renderer.render(run.poses[j], run.agents[j]) for j in (t - 9, t - 6, t - 3, t)])
+    np.testing.assert_allclose(sc.obs_img[0].numpy(), _prep_frames(frames, cfg.image_size), atol=1e-6)
+    with pytest.raises(ValueError, match="waypoint_spacing must be a positive int"):
+        sim_scenarios(cfg, 1, 1, waypoint_spacing=0)
+
+
+def test_cli_takes_waypoint_spacing_and_dt_from_the_checkpoint(model, tmp_path):
+    from navintent.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "spaced.pt"
+    train_state = {"config": {"train": {"waypoint_spacing": 2, "ref_horizon": 16}}}
+    save_checkpoint(ckpt, model, scheduler_config=SchedulerConfig(), extra={"train_state": train_state})
+    out = tmp_path / "out"
+    argv = ["optimize-z2", "--ckpt", str(ckpt), "--steps", "1", "--draws", "1", "--eval-draws", "1"]
+    assert main([*argv, "--out-dir", str(out), "--no-plots"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["waypoint_spacing"] == 2 and report["config"]["dt"] == 0.5
+    assert report["space"] == "z2"  # no z2_stats in this checkpoint
+    assert main([*argv, "--out-dir", str(tmp_path / "dt"), "--no-plots", "--dt", "0.1"]) == 0
+    assert json.loads((tmp_path / "dt" / "report.json").read_text())["config"]["dt"] == 0.1
+    with pytest.raises(ValueError, match="--space whitened needs the checkpoint's z2_stats"):
+        main([*argv, "--out-dir", str(tmp_path / "w"), "--no-plots", "--space", "whitened"])
+    assert not (tmp_path / "w").exists()

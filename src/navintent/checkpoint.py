@@ -31,6 +31,7 @@ import pickle
 import tempfile
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ NATIVE_VERSION = 1
 _RESERVED_KEYS = ("format", "version", "config", "model", "ema")
 _PICKLE_PROTOCOL_2PLUS = b"\x80"
 DATA_PARALLEL_PREFIX = "module."
+# Seconds between consecutive dataset frames: NoMaD's data processing resamples every robot log at 4 Hz, and the
+# built-in sim controls at 4 Hz, so one waypoint lasts ``FRAME_DT_S * waypoint_spacing`` seconds.
+FRAME_DT_S = 0.25
 
 
 class UntrustedCheckpointError(ValueError):
@@ -397,3 +401,69 @@ def _model_from_packaged(obj: Any, path: Path) -> nn.Module:
         f"{path} is not a checkpoint navintent understands: a {kind} {keys if keys else ''} — expected a native "
         "checkpoint, a bare state dict, {'ema_model': module, 'noise_scheduler': ...} or a pickled model"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# a policy ready for inference, with what training knew about it
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """A policy for inference: ``model`` (eval mode), ``z2_stats`` ``(mean [z], cov [z, z])`` of training z2 or
+    None, ``waypoint_spacing`` (frames between waypoints), ``ref_horizon`` (Encoder1's reference rows),
+    ``source`` (the file)."""
+
+    model: Any
+    z2_stats: tuple[Tensor, Tensor] | None
+    waypoint_spacing: int
+    ref_horizon: int
+    source: str
+
+    @property
+    def is_intent(self) -> bool:
+        return hasattr(self.model, "z2_from_tokens") and hasattr(self.model, "posterior")
+
+    @property
+    def waypoint_dt(self) -> float:
+        """Seconds between waypoints: ``FRAME_DT_S * waypoint_spacing``."""
+        return FRAME_DT_S * self.waypoint_spacing
+
+
+def read_z2_stats(entry: Any, z_dim: int, *, source: str) -> tuple[Tensor, Tensor] | None:
+    """A checkpoint's ``z2_stats`` entry ``{"mean": [z], "cov": [z, z], ...}`` validated -> ``(mean, cov + 1e-6 I)``
+    in float32 (the jitter keeps the Cholesky factor of a rank-deficient fit finite); None if absent."""
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping) or "mean" not in entry or "cov" not in entry:
+        keys = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
+        raise ValueError(f"{source}: z2_stats must be a dict with 'mean' and 'cov', got {keys}")
+    mean, cov = torch.as_tensor(entry["mean"]).float(), torch.as_tensor(entry["cov"]).float()
+    if mean.shape != (z_dim,) or cov.shape != (z_dim, z_dim):
+        raise ValueError(
+            f"{source}: z2_stats must be mean [{z_dim}] and cov [{z_dim}, {z_dim}], "
+            f"got {tuple(mean.shape)} and {tuple(cov.shape)}"
+        )
+    if not (torch.isfinite(mean).all() and torch.isfinite(cov).all()):
+        raise ValueError(f"{source}: z2_stats holds non-finite values")
+    return mean, cov + 1e-6 * torch.eye(z_dim)
+
+
+def load_inference_model(
+    ckpt: str | Path, *, config: Any = None, trust_checkpoint: bool = False, device: Any = "cpu"
+) -> LoadedModel:
+    """:func:`load_policy` (EMA weights) on ``device`` plus, for a native checkpoint, its ``z2_stats`` and the
+    training data options ``waypoint_spacing`` and ``ref_horizon`` (defaults 1 and ``2 * len_traj_pred``, which
+    also apply to nomad.pth and packaged files, whose training options are unknown)."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt {path}: no such file")
+    model = load_policy(path, config=config, trust_checkpoint=trust_checkpoint).to(device).eval()
+    stats, spacing, horizon = None, 1, 2 * model.config.len_traj_pred
+    if config is None and not trust_checkpoint:
+        raw = read_checkpoint(path)
+        stats = read_z2_stats(raw.get("z2_stats"), model.z_dim, source=str(path))
+        if stats is not None:
+            stats = (stats[0].to(device), stats[1].to(device))
+        train = raw.get("train_state", {}).get("config", {}).get("train", {})
+        spacing = int(train.get("waypoint_spacing", 1))
+        horizon = int(train.get("ref_horizon", 0)) or horizon
+    return LoadedModel(model, stats, spacing, horizon, str(path))

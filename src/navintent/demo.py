@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -146,6 +147,7 @@ def run_demo(
 
 def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, threads: int) -> dict:
     from navintent import evaluate as ev
+    from navintent.checkpoint import load_inference_model
     from navintent.sim.config import CameraConfig, SimConfig
     from navintent.sim.recorder import record_dataset
 
@@ -179,7 +181,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     train_metrics = _final_train_metrics(run_dir / "metrics.csv")
     stages["train"] = time.perf_counter() - t0
 
-    loaded = ev.load_eval_model(ckpt)
+    loaded = load_inference_model(ckpt)
     metric_scale = ev.metric_scale_from_data_dir(data_dir, loaded.waypoint_spacing)
 
     _stage(3, total, f"optimising z2 open loop on {plan.opt_scenarios} held-out scenario(s), all methods")
@@ -195,7 +197,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
             str(opt_dir), "--device", "cpu",
         ]
     )  # fmt: skip
-    opt_report = yaml.safe_load((opt_dir / "report.json").read_text())  # JSON is YAML
+    opt_report = json.loads((opt_dir / "report.json").read_text())
     stages["optimize"] = time.perf_counter() - t0
 
     _stage(4, total, f"closed-loop evaluation in {plan.eval_scenes} held-out scene(s)")

@@ -66,11 +66,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from navintent.config import ConfigBase, read_yaml_mapping
+
+if TYPE_CHECKING:  # torch-free import for the CLI registry
+    from navintent.checkpoint import LoadedModel
 
 EVAL_SEED_BASE = 1_000_000
 METHODS: tuple[str, ...] = ("expert", "nomad", "prior", "reference", "adam", "best_of_n", "cem", "guided")
@@ -402,60 +405,6 @@ class _PedestrianTracker:
     def predict(self, horizon: int) -> np.ndarray:
         """World positions ``[horizon, N, 2]`` after the current step (robot held still)."""
         return self.world.predict_agents(horizon)
-
-
-# ------------------------------------------------------------------------------------------------ model
-@dataclass
-class LoadedModel:
-    """A policy for evaluation: ``model`` (eval mode), ``z2_stats`` ``(mean [z], cov [z, z])`` or None,
-    ``waypoint_spacing`` (frames between waypoints), ``ref_horizon`` (Encoder1's reference rows), ``source``."""
-
-    model: Any
-    z2_stats: tuple | None
-    waypoint_spacing: int
-    ref_horizon: int
-    source: str
-
-    @property
-    def is_intent(self) -> bool:
-        return hasattr(self.model, "z2_from_tokens") and hasattr(self.model, "posterior")
-
-
-def load_eval_model(
-    ckpt: str | Path, *, config=None, trust_checkpoint: bool = False, device="cpu"
-) -> LoadedModel:
-    """Load ``ckpt`` with :func:`navintent.checkpoint.load_policy` (EMA weights) and, for a native checkpoint, its
-    ``z2_stats`` and the training data options (``waypoint_spacing``, ``ref_horizon``; defaults 1 and
-    ``2 * len_traj_pred``)."""
-    import torch
-
-    from navintent.checkpoint import load_policy, read_checkpoint
-
-    path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"--ckpt {path}: no such file")
-    model = load_policy(path, config=config, trust_checkpoint=trust_checkpoint).to(device).eval()
-    mc = model.config
-    stats, spacing, horizon = None, 1, 2 * mc.len_traj_pred
-    raw = None
-    if config is None and not trust_checkpoint:
-        raw = read_checkpoint(path)
-    if raw is not None:
-        entry = raw.get("z2_stats")
-        if entry is not None:
-            if not isinstance(entry, dict) or "mean" not in entry or "cov" not in entry:
-                raise ValueError(f"{path}: z2_stats must be a dict with 'mean' and 'cov'")
-            mean, cov = torch.as_tensor(entry["mean"]).float(), torch.as_tensor(entry["cov"]).float()
-            if mean.shape != (model.z_dim,) or cov.shape != (model.z_dim, model.z_dim):
-                raise ValueError(
-                    f"{path}: z2_stats must be mean [{model.z_dim}] and cov [{model.z_dim}, {model.z_dim}], "
-                    f"got {tuple(mean.shape)} and {tuple(cov.shape)}"
-                )
-            stats = (mean.to(device), (cov + 1e-6 * torch.eye(model.z_dim)).to(device))
-        train = raw.get("train_state", {}).get("config", {}).get("train", {})
-        spacing = int(train.get("waypoint_spacing", 1))
-        horizon = int(train.get("ref_horizon", 0)) or horizon
-    return LoadedModel(model, stats, spacing, horizon, str(path))
 
 
 def _prep_frames(frames: np.ndarray, image_size) -> np.ndarray:
@@ -874,7 +823,13 @@ def _experiment_setup(loaded: LoadedModel, scenes: int, seed: int, metric_scale:
         )
     model = loaded.model
     device = next(model.parameters()).device
-    sc, _ = sim_scenarios(model.config, scenes, EVAL_SEED_BASE + 1000 * seed + 500, metric_scale=metric_scale)
+    sc, _ = sim_scenarios(
+        model.config,
+        scenes,
+        EVAL_SEED_BASE + 1000 * seed + 500,
+        waypoint_spacing=loaded.waypoint_spacing,
+        metric_scale=metric_scale,
+    )
     sc = sc.to(device)
     with torch.no_grad():
         cond, tokens = model.encode(sc.obs_img, sc.goal_img, None, return_tokens=True)
@@ -1018,7 +973,7 @@ def run_perturb(
     rows = torch.arange(b, device=device).repeat_interleave(n)
     noise = sampler.draw_noise((b * n, cfg.len_traj_pred, cfg.action_dim), generator=gen, device=device)
     eps = torch.randn(b * n, model.z1_dim, generator=gen, device=device)
-    dt = 0.25 * loaded.waypoint_spacing
+    dt = loaded.waypoint_dt
     results: dict[str, Any] = {
         "samples": samples,
         "scenarios": sc.names,
@@ -1146,7 +1101,9 @@ def _common_arguments(p: argparse.ArgumentParser) -> None:
 def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, float | None]:
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    loaded = load_eval_model(
+    from navintent.checkpoint import load_inference_model
+
+    loaded = load_inference_model(
         args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint, device=_device(args.device)
     )
     scale = args.metric_scale
@@ -1285,7 +1242,6 @@ __all__ = [
     "ClosedLoopPolicy",
     "Episode",
     "EvalConfig",
-    "LoadedModel",
     "aggregate",
     "attack_success",
     "dynamics_violations",
@@ -1294,7 +1250,6 @@ __all__ = [
     "executable",
     "free_walk",
     "interaction_intensity",
-    "load_eval_model",
     "markdown_table",
     "reference_from_plan",
     "run_diversity",

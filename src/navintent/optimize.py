@@ -19,7 +19,17 @@ Methods (all start from z2_0 = Encoder2(z1, current observation), or zeros for a
 - ``best_of_n``: prior z2 samples evaluated on the same fixed draws, the best kept. "Prior" = the Gaussian fitted
   to training z2 stored in the checkpoint (``z2_stats``); without it Encoder2(z1 ~ N(0, I)); for a plain policy
   N(0, prior_std^2 I).
-- ``cem``: cross-entropy method over z2 (diagonal Gaussian started at z2_0 with the prior's std).
+- ``cem``: cross-entropy method over z2 (diagonal Gaussian in the search coordinates, started at z2_0 with the
+  prior's spread).
+
+Search coordinates (``Z2OptimConfig.space``). ``z2``: Adam and CEM move z2 itself. ``whitened`` (the default
+when the checkpoint stores ``z2_stats``): they move ``u`` with ``z2 = z2_0 + u @ (V sqrt(diag(lam)))^T``, where
+``V diag(lam) V^T`` is the covariance of training z2, so one unit of ``u`` is one data standard deviation along
+each principal direction. Decision, from a measured failure: Encoder2 maps an 8-dimensional z1 (plus the
+observation) to a 16-dimensional z2, so the fitted covariance has eigenvalues near 1e-4 next to ones near 1-8;
+Adam's per-coordinate steps in raw z2 leave that thin data subspace at once, and a ``z2_nll`` penalty strong
+enough to pull them back is a cliff that stops Adam moving at all. In whitened coordinates Adam's steps are
+scaled to the data, so the optimised z2 stays where training z2 lives without a dominating penalty.
 - ``guided``: per-step guidance on the noisy sample (CTG-style, :meth:`DifferentiableSampler.guided_sample`) with
   z2 = z2_0; it sweeps guidance scales (the configured ladder, then log-uniform draws inside it) and keeps the
   best per scenario.
@@ -52,6 +62,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from navintent.checkpoint import load_inference_model
 from navintent.cli import float_at_least, float_in, int_at_least
 from navintent.config import ConfigBase
 from navintent.diffusion import CLIP_MODES, DifferentiableSampler, SamplerNoise, build_sampler, policy_eps_fn
@@ -67,6 +78,7 @@ from navintent.objectives import (
 )
 
 METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "plain")
+SPACES: tuple[str, ...] = ("auto", "whitened", "z2")
 DEFAULT_OBJECTIVE = "softmin_dist:1.0,dynamics:0.1,z2_encoder:0.01"
 
 
@@ -81,6 +93,8 @@ class Z2OptimConfig(ConfigBase):
     dt: seconds between waypoints. success_radius: a draw is an attack success when the robot comes within
     this distance (m, centre to centre) of an agent. cem_population / cem_elite_frac: CEM. guide_scales: the
     ladder the guided baseline tries first. prior_std: std of the z2 prior when the checkpoint has no stats.
+    space: search coordinates of Adam and CEM, ``whitened`` | ``z2`` | ``auto`` (whitened when the checkpoint
+    stores z2_stats, else z2); see the module docstring.
     """
 
     steps: int = 100
@@ -102,6 +116,7 @@ class Z2OptimConfig(ConfigBase):
     guide_scales: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     prior_std: float = 1.0
     eval_chunk: int = 4
+    space: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("steps", "draws", "eval_draws", "cem_population", "eval_chunk"):
@@ -115,6 +130,8 @@ class Z2OptimConfig(ConfigBase):
         for name in ("lr", "dt", "success_radius", "prior_std"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.sampler not in ("ddpm", "ddim"):
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {self.sampler!r}")
         if self.clip not in CLIP_MODES:
@@ -205,24 +222,6 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p, flag in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(flag)
-
-
-def _read_z2_stats(stats: Any, z_dim: int) -> tuple[Tensor, Tensor] | None:
-    """``{"mean": [z], "cov": [z, z]}`` from a checkpoint's ``z2_stats`` entry, validated; None if absent."""
-    if stats is None:
-        return None
-    if not isinstance(stats, dict) or "mean" not in stats or "cov" not in stats:
-        keys = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
-        raise ValueError(f"checkpoint z2_stats must be a dict with 'mean' and 'cov', got {keys}")
-    mean, cov = torch.as_tensor(stats["mean"]).float(), torch.as_tensor(stats["cov"]).float()
-    if mean.shape != (z_dim,) or cov.shape != (z_dim, z_dim):
-        raise ValueError(
-            f"checkpoint z2_stats must have mean [{z_dim}] and cov [{z_dim}, {z_dim}], "
-            f"got {tuple(mean.shape)} and {tuple(cov.shape)}"
-        )
-    if not (torch.isfinite(mean).all() and torch.isfinite(cov).all()):
-        raise ValueError("checkpoint z2_stats holds non-finite values")
-    return mean, cov + 1e-6 * torch.eye(z_dim)
 
 
 # ------------------------------------------------------------------------------------------------ adapter
@@ -421,6 +420,31 @@ class DiffusionAdapter:
         with torch.no_grad():
             return self._evaluate(self.to_metric(x, rows), z_rows, rows, self.num, m)
 
+    def resolve_space(self, space: str) -> str:
+        """``auto`` -> ``whitened`` with z2_stats, else ``z2``; ``whitened`` without z2_stats is an error."""
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        if space == "auto":
+            return "whitened" if self.z2_stats is not None else "z2"
+        if space == "whitened" and self.z2_stats is None:
+            raise ValueError(
+                "space 'whitened' needs the checkpoint's z2_stats (written by navintent train); this model has "
+                "none: use space 'z2'"
+            )
+        return space
+
+    def search_basis(self, space: str, prior_std: float) -> tuple[Tensor, Tensor]:
+        """``(basis [z, z], start_std [z])`` of the search coordinates: ``z2 = z2_0 + u @ basis.T`` and the
+        spread CEM starts with in ``u``. whitened: ``V sqrt(diag(lam))`` of the z2 covariance and ones; z2: the
+        identity and the prior's per-dimension std."""
+        space = self.resolve_space(space)
+        if space == "whitened":
+            lam, vec = torch.linalg.eigh(self.z2_stats[1].double())
+            basis = (vec * lam.clamp_min(0).sqrt()).to(self.dtype)
+            return basis, torch.ones(basis.shape[0], device=self.device, dtype=self.dtype)
+        eye = torch.eye(self.z2_init.shape[1], device=self.device, dtype=self.dtype)
+        return eye, self.prior_std(prior_std)
+
     def realism(self, out: LossOutput, z2: Tensor) -> dict[str, Tensor]:
         """Realism terms available for these scenarios, averaged over draws ``name -> [B]``."""
         names = ["z2_encoder", "dynamics"]
@@ -453,18 +477,21 @@ class MethodResult:
 
 
 def optimize_adam(adapter: DiffusionAdapter, config: Z2OptimConfig, *, progress: bool = True) -> MethodResult:
-    """Adam on z2 from z2_0; keeps the best z2 per scenario; early stopping with ``patience`` (0 = off)."""
+    """Adam from z2_0 in ``config.space`` coordinates (module docstring); keeps the best z2 per scenario; early
+    stopping with ``patience`` (0 = off)."""
     start = time.perf_counter()
-    z2 = adapter.z2_init.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z2], lr=config.lr)
+    basis, _ = adapter.search_basis(config.space, config.prior_std)
+    u = torch.zeros_like(adapter.z2_init, requires_grad=True)
+    opt = torch.optim.Adam([u], lr=config.lr)
     best_loss = torch.full((adapter.num,), math.inf, device=adapter.device)
-    best_z2 = z2.detach().clone()
+    best_z2 = adapter.z2_init.detach().clone()
     stale = torch.zeros(adapter.num, dtype=torch.long, device=adapter.device)
     history: list[float] = []
     evaluations = 0
     with frozen(adapter.model):
         bar = tqdm(range(config.steps), desc="adam z2", disable=not progress, leave=False)
         for step in bar:
+            z2 = adapter.z2_init + u @ basis.T
             try:
                 out = adapter.loss_given_z2(z2)
             except NonFiniteObjectiveError as err:
@@ -481,7 +508,7 @@ def optimize_adam(adapter: DiffusionAdapter, config: Z2OptimConfig, *, progress:
                 break
             opt.zero_grad(set_to_none=True)
             out.loss.sum().backward()
-            bad = ~torch.isfinite(z2.grad).all(1)
+            bad = ~torch.isfinite(u.grad).all(1)
             if bool(bad.any()):
                 ids = torch.nonzero(bad).flatten().tolist()
                 raise NonFiniteObjectiveError(
@@ -490,9 +517,10 @@ def optimize_adam(adapter: DiffusionAdapter, config: Z2OptimConfig, *, progress:
                     f"{[float(out.loss.detach()[i]) for i in ids[:10]]}; stopped before the Adam update"
                 )
             if config.normalize_grad:
-                z2.grad /= z2.grad.norm(dim=1, keepdim=True) + 1e-12
+                u.grad /= u.grad.norm(dim=1, keepdim=True) + 1e-12
             opt.step()
         with torch.no_grad():
+            z2 = adapter.z2_init + u @ basis.T
             loss = adapter.loss_given_z2(z2).loss
         evaluations += 1
         improved = loss < best_loss
@@ -533,24 +561,27 @@ def cem(
     config: Z2OptimConfig,
     generator: torch.Generator | None = None,
 ) -> MethodResult:
-    """Cross-entropy method: diagonal Gaussian per scenario from (z2_0, prior std); refit on the elite fraction
-    of each population; runs whole populations until ``budget_s`` is spent (>= 1)."""
+    """Cross-entropy method: a diagonal Gaussian per scenario in ``config.space`` coordinates, started at z2_0
+    with the prior's spread; refit on the elite fraction of each population; runs whole populations until
+    ``budget_s`` is spent (>= 1)."""
     start = time.perf_counter()
     pop, chunk = config.cem_population, config.eval_chunk
     n_elite = max(1, int(round(config.cem_elite_frac * pop)))
-    mean = adapter.z2_init.clone()
-    std = adapter.prior_std(config.prior_std).expand_as(mean).clone()
+    basis, start_std = adapter.search_basis(config.space, config.prior_std)
+    mean = torch.zeros_like(adapter.z2_init)
+    std = start_std.expand_as(mean).clone()
     with torch.no_grad():
-        best_loss = adapter.loss_many(mean.unsqueeze(0))[0]
-    best_z2, n, history = mean.clone(), 1, []
+        best_loss = adapter.loss_many(adapter.z2_init.unsqueeze(0))[0]
+    best_z2, n, history = adapter.z2_init.clone(), 1, []
     while time.perf_counter() - start < budget_s or n == 1:
         eps = torch.randn(pop, *mean.shape, generator=generator, device=adapter.device, dtype=adapter.dtype)
-        cands = mean + std * eps
+        us = mean + std * eps
+        cands = adapter.z2_init + us @ basis.T
         losses = torch.cat([adapter.loss_many(cands[i : i + chunk]) for i in range(0, pop, chunk)])
         n += pop
         best_loss, best_z2 = _keep_best(best_loss, best_z2, losses, cands)
         elite_idx = losses.topk(n_elite, dim=0, largest=False).indices  # [E, B]
-        elites = cands.gather(0, elite_idx.unsqueeze(-1).expand(-1, -1, cands.shape[-1]))
+        elites = us.gather(0, elite_idx.unsqueeze(-1).expand(-1, -1, us.shape[-1]))
         mean = elites.mean(0)
         std = (elites.std(0, unbiased=False) if n_elite > 1 else 0.5 * std).clamp_min(1e-3)
         history.append(float(losses.min(0).values.mean()))
@@ -816,16 +847,22 @@ def dataset_scenarios(
     split: str = "test",
     seed: int = 0,
     metric_scale: float | None = None,
+    waypoint_spacing: int = 1,
+    ref_horizon: int = 0,
 ) -> Scenarios:
     """Samples ``indices`` of ``split`` of a ``--dataset`` folder (layout of ``navintent train --data_dir``),
-    goals drawn deterministically from ``seed``."""
+    goals drawn deterministically from ``seed``. ``waypoint_spacing`` and ``ref_horizon`` must be the
+    checkpoint's training values (:class:`navintent.checkpoint.LoadedModel` carries them)."""
     from torch.utils.data import default_collate
 
-    from navintent.config import TwoStageTrainingConfig
+    from navintent.config import TrainConfig, TwoStageTrainingConfig
     from navintent.train import _set_goal_seed, build_split, discover_datasets
 
     sources = discover_datasets(data_dir)
-    dataset = build_split(sources, split, TwoStageTrainingConfig(model=model_config), progress=False)
+    train = TrainConfig(waypoint_spacing=waypoint_spacing, ref_horizon=ref_horizon)
+    dataset = build_split(
+        sources, split, TwoStageTrainingConfig(model=model_config, train=train), progress=False
+    )
     if dataset is None:
         raise ValueError(f"--dataset {data_dir} has no '{split}' split")
     _set_goal_seed(dataset, seed)
@@ -866,18 +903,28 @@ def _sim_obstacle_map(
 
 
 def sim_scenarios(
-    model_config, num: int, seed: int, *, metric_scale: float | None = None, max_steps: int = 240
+    model_config,
+    num: int,
+    seed: int,
+    *,
+    waypoint_spacing: int = 1,
+    metric_scale: float | None = None,
+    max_steps: int = 240,
+    require_pedestrians: bool = False,
 ) -> tuple[Scenarios, SimCamera]:
-    """Built-in scenarios from the MuJoCo world (scene seeds ``seed .. seed + num - 1``).
+    """Built-in scenarios from the MuJoCo world: scene seeds ``seed, seed + 1, ...``; with
+    ``require_pedestrians`` scenes without pedestrians are skipped until ``num`` are found (at most ``20 * num``
+    seeds tried). Scene seeds are disjoint from the recorder's, whose seeds are hashed.
 
     The expert drives each scene; the scenario is the step where a pedestrian's true future (over the
     prediction horizon, only points at least 0.2 m ahead of the robot) comes closest to the robot's current
-    position while still >= 0.6 m away (the moment before an interaction in front), or step ``context_size``
-    if no such step exists. Context frames are the
-    rendered camera at the previous ``context_size + 1`` steps, the goal image the camera at the goal;
-    agents are the pedestrians' positions over the next ``len_traj_pred`` steps in the robot frame (metres).
-    ``metric_scale`` defaults to the expert rollout's mean step length (the recorder's
-    ``metric_waypoint_spacing`` definition). The obstacle map feeds the static-collision term.
+    position while still >= 0.6 m away (the moment before an interaction in front), or step
+    ``context_size * waypoint_spacing`` if no such step exists. Frames are ``waypoint_spacing`` control
+    steps apart, as in the dataset a checkpoint trained on: context frames are the rendered camera at the
+    previous ``context_size + 1`` frames, the goal image the camera at the goal; agents are the pedestrians'
+    positions at the ``len_traj_pred`` waypoint times in the robot frame (metres). ``metric_scale`` (metres per
+    spacing unit) defaults to the expert rollout's mean step length (the recorder's ``metric_waypoint_spacing``
+    definition) times ``waypoint_spacing``. The obstacle map feeds the static-collision term.
     """
     from PIL import Image
 
@@ -886,32 +933,45 @@ def sim_scenarios(
     from navintent.sim.render import SceneRenderer
     from navintent.sim.rollout import run_expert
 
+    if not isinstance(waypoint_spacing, int) or waypoint_spacing < 1:
+        raise ValueError(f"waypoint_spacing must be a positive int, got {waypoint_spacing!r}")
+    ws = waypoint_spacing
     c, t_pred = model_config.context_size, model_config.len_traj_pred
+    wp_steps = ws * np.arange(1, t_pred + 1)  # control steps from now to each waypoint
     obs, goals, agents, masks, scales, maps, names = [], [], [], [], [], [], []
     camera = None
-    for i in range(num):
-        scene = generate_scene(seed + i)
+    scene_seed = seed
+    while len(obs) < num:
+        if scene_seed - seed >= 20 * num:
+            raise ValueError(
+                f"only {len(obs)} of {num} scenes with pedestrians among sim seeds {seed}..{scene_seed - 1}"
+            )
+        scene = generate_scene(scene_seed)
+        scene_seed += 1
+        if require_pedestrians and not scene.num_pedestrians:
+            continue
         run = run_expert(scene, max_steps=max_steps)
         poses, peds = run.poses, run.agents  # [S+1, 3], [S+1, N, 2]
         steps = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1)
-        scale = float(metric_scale) if metric_scale is not None else float(steps[steps > 1e-6].mean())
+        frame_m = float(steps[steps > 1e-6].mean())
+        scale = float(metric_scale) if metric_scale is not None else frame_m * ws
         last = len(poses) - 1
-        t_best = min(c, last)
-        if scene.num_pedestrians and last > c:
+        t_best = min(c * ws, last)
+        if scene.num_pedestrians and last > c * ws:
             best = math.inf
-            for t in range(c, last):
-                fut = peds[np.minimum(np.arange(t + 1, t + 1 + t_pred), last)]
+            for t in range(c * ws, last):
+                fut = peds[np.minimum(t + wp_steps, last)]
                 local = to_robot_frame(fut.reshape(-1, 2), poses[t])
                 ahead = local[local[:, 0] > 0.2]
                 d = np.linalg.norm(ahead, axis=-1).min() if len(ahead) else math.inf
                 if 0.6 <= d < best:
                     best, t_best = d, t
-        future = peds[np.minimum(np.arange(t_best + 1, t_best + 1 + t_pred), last)]  # [T, N, 2]
+        future = peds[np.minimum(t_best + wp_steps, last)]  # [T, N, 2]
         width, height = scene.config.camera.image_size
         box = crop_box(width, height)
         frames = []
         with SceneRenderer(scene) as renderer:
-            for k in range(t_best - c, t_best + 1):
+            for k in range(t_best - c * ws, t_best + 1, ws):
                 k = max(k, 0)
                 frames.append(renderer.render(poses[k], peds[k]))
             goal = renderer.goal_image()
@@ -935,7 +995,7 @@ def sim_scenarios(
         masks.append(n_ped)
         scales.append(scale)
         maps.append(_sim_obstacle_map(scene.static, poses[t_best], radius=scene.config.robot.radius))
-        names.append(f"sim_seed{seed + i}_t{t_best}")
+        names.append(f"sim_seed{scene_seed - 1}_t{t_best}")
         camera = SimCamera(scene.config.camera.hfov_deg, scene.config.camera.height, (width, height), box)
     k_max = max(max(masks), 1)
     agent_t = torch.zeros(num, t_pred, k_max, 2)
@@ -1136,7 +1196,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--num-scenarios",
         type=int_at_least(1),
         default=1,
-        help="built-in sim scenarios when no data is given",
+        help="built-in sim scenarios (scenes with pedestrians, from sim seed --seed on) when no data is given",
     )
     p.add_argument("--steps", type=int, default=100, help="Adam steps on z2")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
@@ -1167,6 +1227,19 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
     p.add_argument("--inference-steps", type=int, default=0, help="denoising steps (0 = the scheduler's)")
     p.add_argument("--clip", choices=CLIP_MODES, default="straight_through")
+    p.add_argument(
+        "--space",
+        choices=SPACES,
+        default="auto",
+        help="search coordinates of adam/cem: whitened by the training z2 covariance, or raw z2 "
+        "(auto: whitened when the checkpoint has z2_stats)",
+    )
+    p.add_argument(
+        "--dt",
+        type=float_at_least(0.0, strict=True),
+        default=None,
+        help="seconds between waypoints for the dynamics terms (default 0.25 x the checkpoint's waypoint_spacing)",
+    )
     p.add_argument(
         "--normalize-grad", action="store_true", help="per-scenario unit-norm gradient before Adam"
     )
@@ -1230,20 +1303,6 @@ def _methods(text: str) -> tuple[str, ...]:
     return names
 
 
-def _load_model(path: str, trust: bool, device: torch.device):
-    from navintent.checkpoint import load_policy, read_checkpoint
-
-    model = load_policy(path, trust_checkpoint=trust).to(device).eval()
-    stats = None
-    try:
-        raw = read_checkpoint(path)
-    except ValueError:  # nomad.pth or packaged: no stored z2 statistics
-        raw = None
-    if raw is not None:
-        stats = _read_z2_stats(raw.get("z2_stats"), model.z_dim)
-    return model, stats
-
-
 def run_cli(args: argparse.Namespace) -> int:
     methods = _methods(args.method)
     config = Z2OptimConfig(
@@ -1256,6 +1315,7 @@ def run_cli(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         inference_steps=args.inference_steps,
         clip=args.clip,
+        space=args.space,
         lambda_cfg=args.lambda_cfg,
         success_radius=args.success_radius,
         cem_population=args.cem_population,
@@ -1267,7 +1327,17 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    model, stats = _load_model(args.ckpt, args.trust_checkpoint, device)
+    loaded = load_inference_model(args.ckpt, trust_checkpoint=args.trust_checkpoint, device=device)
+    model, stats = loaded.model, loaded.z2_stats
+    if config.space == "whitened" and stats is None:
+        raise ValueError(
+            f"--space whitened needs the checkpoint's z2_stats (written by navintent train); {args.ckpt} has "
+            "none: use --space z2 or auto"
+        )
+    if args.dt is None:
+        config = config.replace(dt=loaded.waypoint_dt)
+    else:
+        config = config.replace(dt=args.dt)
     mc = model.config
     z1_dim = getattr(model, "z1_dim", None)
     if args.data_sample is not None:
@@ -1276,12 +1346,26 @@ def run_cli(args: argparse.Namespace) -> int:
         default_z1 = "data"
     elif args.dataset is not None:
         scenarios = dataset_scenarios(
-            args.dataset, args.index, mc, split=args.split, seed=args.seed, metric_scale=args.metric_scale
+            args.dataset,
+            args.index,
+            mc,
+            split=args.split,
+            seed=args.seed,
+            metric_scale=args.metric_scale,
+            waypoint_spacing=loaded.waypoint_spacing,
+            ref_horizon=loaded.ref_horizon,
         )
         camera = SimCamera(args.camera_hfov, args.camera_height, tuple(mc.image_size), (0, 0, *mc.image_size))
         default_z1 = "data"
     else:
-        scenarios, camera = sim_scenarios(mc, args.num_scenarios, args.seed, metric_scale=args.metric_scale)
+        scenarios, camera = sim_scenarios(
+            mc,
+            args.num_scenarios,
+            args.seed,
+            waypoint_spacing=loaded.waypoint_spacing,
+            metric_scale=args.metric_scale,
+            require_pedestrians=True,
+        )
         default_z1 = "prior"
     z1_mode = args.z1 or default_z1
     if z1_dim is not None and scenarios.z1 is None and z1_mode == "prior":
@@ -1341,6 +1425,8 @@ def run_cli(args: argparse.Namespace) -> int:
         "config": config.to_dict(),
         "z1": z1_mode,
         "z2_stats": stats is not None,
+        "space": adapter.resolve_space(config.space),
+        "waypoint_spacing": loaded.waypoint_spacing,
         "device": str(device),
     }
     report = build_report(adapter, results, on_opt, on_eval, meta)

@@ -9,6 +9,7 @@ import navintent
 from navintent.checkpoint import (
     UntrustedCheckpointError,
     export_packaged,
+    load_inference_model,
     load_policy,
     read_checkpoint,
     save_checkpoint,
@@ -149,6 +150,38 @@ def test_packaged_round_trip_with_trust(policy, tmp_path):
     loaded = load_policy(path, trust_checkpoint=True)
     _assert_same_state(loaded, policy)
     assert loaded.scheduler_config.num_train_timesteps == 6
+
+
+def test_inference_model_carries_training_facts(policy, tmp_path):
+    z = policy.z_dim
+    stats = {"mean": torch.arange(z, dtype=torch.float32), "cov": 2 * torch.eye(z), "count": 5}
+    train_state = {"config": {"train": {"waypoint_spacing": 3, "ref_horizon": 12}}}
+    native = tmp_path / "native.pt"
+    save_checkpoint(
+        native,
+        policy,
+        scheduler_config=SchedulerConfig(),
+        extra={"z2_stats": stats, "train_state": train_state},
+    )
+    for trust in (False, True):  # trusting the file must not lose what a native checkpoint stores
+        loaded = load_inference_model(native, trust_checkpoint=trust)
+        assert (loaded.waypoint_spacing, loaded.ref_horizon, loaded.waypoint_dt) == (3, 12, 0.75)
+        assert torch.equal(loaded.z2_stats[0], stats["mean"])
+        assert torch.equal(loaded.z2_stats[1], stats["cov"] + 1e-6 * torch.eye(z))
+    packaged = export_packaged(tmp_path / "packaged.pt", policy, SchedulerConfig())
+    loaded = load_inference_model(packaged, trust_checkpoint=True)
+    assert loaded.z2_stats is None and loaded.waypoint_spacing == 1 and loaded.ref_horizon == 16
+    bad = tmp_path / "bad_stats.pt"
+    save_checkpoint(
+        bad,
+        policy,
+        scheduler_config=SchedulerConfig(),
+        extra={"z2_stats": {"mean": torch.zeros(z + 1), "cov": torch.eye(z)}},
+    )
+    with pytest.raises(ValueError, match=f"{bad}: z2_stats must be mean"):
+        load_inference_model(bad)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_inference_model(tmp_path / "missing.pt")
 
 
 def test_corrupt_files_name_the_file(nomad_state, tmp_path):

@@ -458,8 +458,13 @@ def load_inference_model(
         raise FileNotFoundError(f"--ckpt {path}: no such file")
     model = load_policy(path, config=config, trust_checkpoint=trust_checkpoint).to(device).eval()
     stats, spacing, horizon = None, 1, 2 * model.config.len_traj_pred
-    if config is None and not trust_checkpoint:
-        raw = read_checkpoint(path)
+    raw = None
+    if config is None:  # native or packaged; a nomad.pth needed ``config`` above
+        try:
+            raw = read_checkpoint(path)
+        except UntrustedCheckpointError:  # packaged (pickled objects): nothing stored beside the model
+            raw = None
+    if raw is not None:
         stats = read_z2_stats(raw.get("z2_stats"), model.z_dim, source=str(path))
         if stats is not None:
             stats = (stats[0].to(device), stats[1].to(device))

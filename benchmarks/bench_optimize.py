@@ -17,7 +17,7 @@ CFG weight and straight-through clipping:
 Prints the median ms per step of each and the ratios seed/ours (target >= 5) and ours/bare (target <= 1.5),
 plus seconds per scenario for 100 steps. Usage::
 
-    python benchmarks/bench_optimize.py [--scenarios 8 --draws 8 --steps 3 --preset nomad --device auto]
+    python benchmarks/bench_optimize.py [--scenarios 8 --draws 8 --steps 5 --preset nomad --device auto]
 """
 
 from __future__ import annotations
@@ -40,17 +40,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_ms(fn, steps: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+def _interleaved_median_ms(
+    variants: dict[str, object], rounds: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median ms of each variant over ``rounds``, timed round-robin (one call of each per round) so that slow
+    drifts of a shared machine's load hit every variant alike instead of whichever ran during the drift."""
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(1000 * (time.perf_counter() - start))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -58,7 +64,7 @@ def main() -> None:
     parser.add_argument("--scenarios", type=int, default=8)
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument(
-        "--steps", type=int, default=3, help="measured optimisation steps per variant (median)"
+        "--steps", type=int, default=5, help="measured rounds (one step of each variant per round; median)"
     )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--preset", default="nomad", choices=("tiny", "demo", "nomad"))
@@ -148,17 +154,15 @@ def main() -> None:
             objective(wp, ctx).mean().backward()
         opt.step()
 
+    variants = {"ours": ours, "bare": bare}
+    if not args.skip_seed:
+        variants["seed"] = seed_structure
     with frozen(model):
-        ms_ours = _median_ms(ours, args.steps, args.warmup, device)
-        ms_bare = _median_ms(bare, args.steps, args.warmup, device)
-        ms_seed = (
-            None
-            if args.skip_seed
-            else _median_ms(seed_structure, max(1, args.steps // 2), args.warmup, device)
-        )
+        ms = _interleaved_median_ms(variants, args.steps, args.warmup, device)
+    ms_ours, ms_bare, ms_seed = ms["ours"], ms["bare"], ms.get("seed")
     ms_unfrozen = None
     if args.seed_unfrozen and not args.skip_seed:
-        ms_unfrozen = _median_ms(seed_structure, max(1, args.steps // 2), args.warmup, device)
+        ms_unfrozen = _interleaved_median_ms({"seed": seed_structure}, args.steps, 0, device)["seed"]
     print(
         f"ours : {ms_ours:9.1f} ms/step  -> {ms_ours * 100 / 1000 / b:6.2f} s per scenario for 100 steps (batched)"
     )

@@ -45,6 +45,10 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     ):
         assert section in report
     assert ev.markdown_table(summary).splitlines()[0] in report
+    opt_summary = json.loads((out / "optimize" / "report.json").read_text())["summary"]
+    adam_nll = opt_summary["adam"]["realism_eval_draws_mean"]["z2_nll"]
+    assert f"| adam | {opt_summary['adam']['objective_eval_draws_mean']:.3f} |" in report
+    assert f"| {adam_nll:.1f} |" in report  # the open-loop table shows the realism terms
     for rel in ("train/latest.pt", "evaluate/summary.png", "experiments/diversity.png", "experiments/perturb.png",
                 "optimize/report.json"):  # fmt: skip
         assert (out / rel).is_file(), rel

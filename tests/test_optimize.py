@@ -207,6 +207,9 @@ def test_cli_writes_documented_files(files, tmp_path):
     assert set(row["realism_eval_draws"]) == {"z2_encoder", "dynamics", "z2_nll", "z1_nll"}
     assert report["scenarios"][0]["before"] == report["scenarios"][0]["methods"]["plain"]
     assert report["z2_stats"] is True and report["objective"] == OBJECTIVE.replace("1.0", "1")
+    for method, row in report["summary"].items():  # summary = means over the scenarios
+        per = [sc["methods"][method]["realism_eval_draws"]["z2_nll"] for sc in report["scenarios"]]
+        assert row["realism_eval_draws_mean"]["z2_nll"] == pytest.approx(sum(per) / len(per), rel=1e-9)
     assert sorted(p.name for p in out.glob("*.png")) == ["scenario_0.png", "scenario_1.png"]
 
 

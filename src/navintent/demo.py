@@ -280,15 +280,21 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
 
 def _opt_table(summary: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| method | objective (fresh draws) | min distance (m) | attack success | seconds |",
-        "|---|---:|---:|---:|---:|",
+        "| method | objective (fresh draws) | min distance (m) | attack success | z2_nll | dynamics | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
     for method, row in summary.items():
-        dist = row.get("min_distance_eval_draws_mean")
         rate = row.get("attack_success_rate_mean")
+        realism = row.get("realism_eval_draws_mean", {})
         lines.append(
-            f"| {method} | {row['objective_eval_draws_mean']:.3f} | {'–' if dist is None else f'{dist:.2f}'} | "
-            f"{'–' if rate is None else f'{100 * rate:.0f}%'} | {row['seconds']:.1f} |"
+            f"| {method} | {row['objective_eval_draws_mean']:.3f} | "
+            f"{fmt(row.get('min_distance_eval_draws_mean'), '.2f')} | {fmt(None if rate is None else 100 * rate, '.0f')}"
+            f"{'' if rate is None else '%'} | {fmt(realism.get('z2_nll'), '.1f')} | "
+            f"{fmt(realism.get('dynamics'), '.3f')} | {row['seconds']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 

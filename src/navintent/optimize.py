@@ -1120,7 +1120,8 @@ def build_report(
 
     ``attack_success_rate``: fraction of the fresh evaluation draws whose trajectory comes within
     ``success_radius`` of an agent; ``attack_success``: that rate is at least 0.5. ``before`` is ``plain``
-    (z2_0, no steering), ``after`` is ``adam``.
+    (z2_0, no steering), ``after`` is ``adam``. ``summary``: per method the means over scenarios (objective,
+    realism terms, minimum distance, attack success rate) and the seconds spent.
     """
     scenarios = []
     for b, name in enumerate(adapter.scenarios.names):
@@ -1160,6 +1161,10 @@ def build_report(
         rows = [s["methods"][method] for s in scenarios]
         summary[method] = {
             "objective_eval_draws_mean": float(np.mean([r["objective_eval_draws"] for r in rows])),
+            "realism_eval_draws_mean": {
+                name: float(np.mean([r["realism_eval_draws"][name] for r in rows]))
+                for name in rows[0]["realism_eval_draws"]
+            },
             "seconds": results[method].seconds,
         }
         dists = [r.get("min_distance_eval_draws") for r in rows]

@@ -93,14 +93,25 @@ def read_yaml_mapping(path: str | Path, *, what: str = "config file") -> dict[st
     return data
 
 
-def _check_positive(name: str, value: Any) -> None:
+# Shared validators for every config dataclass of the package (``ValueError("<name> must be ..., got X")``).
+def check_positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _check_non_negative(name: str, value: Any) -> None:
+def check_non_negative_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def check_positive_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def check_non_negative_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 
 
 def _check_probability(name: str, value: Any) -> None:
@@ -170,8 +181,8 @@ class ModelConfig(ConfigBase):
             "len_traj_pred",
             "z_dim",
         ):
-            _check_positive(name, getattr(self, name))
-        _check_non_negative("context_size", self.context_size)
+            check_positive_int(name, getattr(self, name))
+        check_non_negative_int("context_size", self.context_size)
         if self.obs_encoder != "efficientnet-b0":
             raise ValueError(f"obs_encoder must be 'efficientnet-b0' (NoMaD's), got {self.obs_encoder!r}")
         if self.encoding_size % self.mha_num_attention_heads:
@@ -241,7 +252,7 @@ class SchedulerConfig(ConfigBase):
     prediction_type: str = "epsilon"
 
     def __post_init__(self) -> None:
-        _check_positive("num_train_timesteps", self.num_train_timesteps)
+        check_positive_int("num_train_timesteps", self.num_train_timesteps)
         allowed = ("linear", "scaled_linear", "squaredcos_cap_v2")
         if self.beta_schedule not in allowed:
             raise ValueError(f"beta_schedule must be one of {allowed}, got {self.beta_schedule!r}")
@@ -316,14 +327,12 @@ class IntentConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         for name in ("z1_dim", "ref_dim", "enc1_layers", "enc2_hidden"):
-            _check_positive(name, getattr(self, name))
-        _check_non_negative("kl_warmup_steps", self.kl_warmup_steps)
+            check_positive_int(name, getattr(self, name))
+        check_non_negative_int("kl_warmup_steps", self.kl_warmup_steps)
         _check_probability("ref_dropout", self.ref_dropout)
         _check_probability("latent_dropout", self.latent_dropout)
         for name in ("ref_scale", "beta", "free_bits"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+            check_non_negative_number(name, getattr(self, name))
         if self.ref_scale == 0:
             raise ValueError(f"ref_scale must be > 0, got {self.ref_scale!r}")
 
@@ -433,7 +442,7 @@ class TrainConfig(ConfigBase):
             "eval_num_samples",
             "print_log_freq",
         ):
-            _check_positive(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in (
             "max_steps",
             "warmup_steps",
@@ -449,10 +458,10 @@ class TrainConfig(ConfigBase):
             "end_slack",
             "ref_horizon",
         ):
-            _check_non_negative(name, getattr(self, name))
-        _check_positive("keep_checkpoints", self.keep_checkpoints)
-        _check_positive("waypoint_spacing", self.waypoint_spacing)
-        _check_positive("goals_per_obs", self.goals_per_obs)
+            check_non_negative_int(name, getattr(self, name))
+        check_positive_int("keep_checkpoints", self.keep_checkpoints)
+        check_positive_int("waypoint_spacing", self.waypoint_spacing)
+        check_positive_int("goals_per_obs", self.goals_per_obs)
         if self.max_dist_cat < self.min_dist_cat:
             raise ValueError(
                 f"max_dist_cat must be >= min_dist_cat={self.min_dist_cat}, got {self.max_dist_cat}"
@@ -464,9 +473,7 @@ class TrainConfig(ConfigBase):
         if self.eval_fraction == 0:
             raise ValueError(f"eval_fraction must be in (0, 1], got {self.eval_fraction!r}")
         for name in ("lr", "intent_lr_scale", "weight_decay", "max_norm", "ema_power", "warmup_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+            check_non_negative_number(name, getattr(self, name))
         self.lr = float(self.lr)
         if self.lr == 0 or self.max_norm == 0 or self.ema_power == 0:
             raise ValueError(

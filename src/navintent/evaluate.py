@@ -70,7 +70,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from navintent.config import ConfigBase, read_yaml_mapping
+from navintent.config import (
+    ConfigBase,
+    check_non_negative_int,
+    check_non_negative_number,
+    check_positive_int,
+    check_positive_number,
+    read_yaml_mapping,
+)
 
 if TYPE_CHECKING:  # torch-free import for the CLI registry
     from navintent.checkpoint import LoadedModel
@@ -117,19 +124,13 @@ class EvalConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         for name in ("scenes", "replan_every", "opt_steps", "draws", "min_steps", "max_episode_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("seed", "waypoint_index", "max_plots"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+            check_non_negative_int(name, getattr(self, name))
         for name in ("step_factor", "lr", "safety_radius"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            check_positive_number(name, getattr(self, name))
         for name in ("budget_s", "lambda_cfg", "metric_scale"):
-            if not float(getattr(self, name)) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            check_non_negative_number(name, getattr(self, name))
         self.methods = tuple(self.methods)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:

@@ -64,7 +64,7 @@ from tqdm import tqdm
 
 from navintent.checkpoint import load_inference_model
 from navintent.cli import float_at_least, float_in, int_at_least
-from navintent.config import ConfigBase
+from navintent.config import ConfigBase, check_non_negative_int, check_positive_int, check_positive_number
 from navintent.diffusion import CLIP_MODES, DifferentiableSampler, SamplerNoise, build_sampler, policy_eps_fn
 from navintent.objectives import (
     REALISM_TERMS,
@@ -120,16 +120,11 @@ class Z2OptimConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         for name in ("steps", "draws", "eval_draws", "cem_population", "eval_chunk"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("patience", "inference_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+            check_non_negative_int(name, getattr(self, name))
         for name in ("lr", "dt", "success_radius", "prior_std"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            check_positive_number(name, getattr(self, name))
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.sampler not in ("ddpm", "ddim"):
@@ -933,8 +928,7 @@ def sim_scenarios(
     from navintent.sim.render import SceneRenderer
     from navintent.sim.rollout import run_expert
 
-    if not isinstance(waypoint_spacing, int) or waypoint_spacing < 1:
-        raise ValueError(f"waypoint_spacing must be a positive int, got {waypoint_spacing!r}")
+    check_positive_int("waypoint_spacing", waypoint_spacing)
     ws = waypoint_spacing
     c, t_pred = model_config.context_size, model_config.len_traj_pred
     wp_steps = ws * np.arange(1, t_pred + 1)  # control steps from now to each waypoint

@@ -18,12 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from navintent.config import ConfigBase
-
-
-def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+from navintent.config import ConfigBase, check_positive_int, check_positive_number
 
 
 def _range(name: str, value: tuple, *, integer: bool = False, minimum: float = 0.0) -> tuple:
@@ -49,7 +44,7 @@ class RobotConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         for name in ("max_v", "max_w", "dt", "radius"):
-            _positive(name, getattr(self, name))
+            check_positive_number(name, getattr(self, name))
 
 
 @dataclass
@@ -68,7 +63,7 @@ class CameraConfig(ConfigBase):
             raise ValueError(f"image_size must be (width, height) ints in [8, 2048], got {self.image_size!r}")
         if not 90.0 <= float(self.hfov_deg) <= 120.0:
             raise ValueError(f"hfov_deg must be in [90, 120], got {self.hfov_deg!r}")
-        _positive("height", self.height)
+        check_positive_number("height", self.height)
 
     @property
     def fovy_deg(self) -> float:
@@ -111,7 +106,7 @@ class PedestrianConfig(ConfigBase):
             "waypoint_tolerance",
             "stall_speed",
         ):
-            _positive(name, getattr(self, name))
+            check_positive_number(name, getattr(self, name))
         self.speed_range = _range("speed_range", self.speed_range)
         for name in ("agent_strength", "robot_strength", "static_strength", "evasion"):
             value = getattr(self, name)
@@ -122,9 +117,7 @@ class PedestrianConfig(ConfigBase):
         if not self.max_speed_factor >= 1.0:
             raise ValueError(f"max_speed_factor must be >= 1, got {self.max_speed_factor!r}")
         for name in ("substeps", "stall_patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
 
 
 @dataclass
@@ -141,7 +134,7 @@ class SceneConfig(ConfigBase):
     grid_resolution: float = 0.1
 
     def __post_init__(self) -> None:
-        _positive("room_size", self.room_size)
+        check_positive_number("room_size", self.room_size)
         if self.room_size < 3.0:
             raise ValueError(f"room_size must be >= 3 m, got {self.room_size!r}")
         self.n_obstacles = _range("n_obstacles", self.n_obstacles, integer=True)
@@ -154,7 +147,7 @@ class SceneConfig(ConfigBase):
         if not 0.0 <= self.crossing_probability <= 1.0:
             raise ValueError(f"crossing_probability must be in [0, 1], got {self.crossing_probability!r}")
         for name in ("start_clearance", "wall_height", "grid_resolution"):
-            _positive(name, getattr(self, name))
+            check_positive_number(name, getattr(self, name))
 
 
 @dataclass
@@ -178,7 +171,7 @@ class ExpertConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         for name in ("inflation", "lookahead", "person_margin", "static_margin", "creep_margin"):
-            _positive(name, getattr(self, name))
+            check_positive_number(name, getattr(self, name))
         for name in ("horizon", "n_v", "n_w", "patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
@@ -208,4 +201,4 @@ class SimConfig(ConfigBase):
         for name, cls in self.NESTED.items():
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
-        _positive("goal_radius", self.goal_radius)
+        check_positive_number("goal_radius", self.goal_radius)

@@ -1109,14 +1109,20 @@ def build_report(
     on_opt: dict[str, dict[str, Any]],
     on_eval: dict[str, dict[str, Any]],
     meta: dict[str, Any],
+    data_range: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """report.json content: per scenario and method, before (= plain) and after values, attack success, seconds.
 
     ``attack_success_rate``: fraction of the fresh evaluation draws whose trajectory comes within
     ``success_radius`` of an agent; ``attack_success``: that rate is at least 0.5. ``before`` is ``plain``
     (z2_0, no steering), ``after`` is ``adam``. ``summary``: per method the means over scenarios (objective,
-    realism terms, minimum distance, attack success rate) and the seconds spent.
+    realism terms, minimum distance, attack success rate) and the seconds spent. With ``data_range``
+    (:func:`navintent.realism.data_realism_range`): ``realism_range`` in the report, per row
+    ``realism_in_data_range`` (gated term -> bool) and per method ``in_data_range_rate`` (fraction of scenarios
+    with every gated term inside).
     """
+    from navintent.realism import in_data_range
+
     scenarios = []
     for b, name in enumerate(adapter.scenarios.names):
         entry: dict[str, Any] = {
@@ -1141,6 +1147,8 @@ def build_report(
                 row["min_ttc_eval_draws"] = _finite_or_none(float(e["min_ttc"][b]))
             if res.guide_scale is not None:
                 row["guide_scale"] = float(res.guide_scale[b])
+            if data_range is not None:
+                row["realism_in_data_range"] = in_data_range(row["realism_eval_draws"], data_range)
             entry["methods"][method] = row
         before = entry["methods"]["plain"]
         for row in entry["methods"].values():
@@ -1161,6 +1169,10 @@ def build_report(
             },
             "seconds": results[method].seconds,
         }
+        if data_range is not None:
+            summary[method]["in_data_range_rate"] = float(
+                np.mean([all(r["realism_in_data_range"].values()) for r in rows])
+            )
         dists = [r.get("min_distance_eval_draws") for r in rows]
         dists = [d for d in dists if d is not None]
         if dists:
@@ -1168,7 +1180,8 @@ def build_report(
             summary[method]["attack_success_rate_mean"] = float(
                 np.mean([r["attack_success_rate"] for r in rows])
             )
-    return {**meta, "summary": summary, "scenarios": scenarios}
+    extra = {} if data_range is None else {"realism_range": data_range}
+    return {**meta, **extra, "summary": summary, "scenarios": scenarios}
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -1278,6 +1291,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.45,
         help="camera height (m) for drawing on data images",
     )
+    p.add_argument(
+        "--realism-data",
+        default=None,
+        metavar="DIR",
+        help="the checkpoint's training data: measure the realism range on its test split (navintent.realism) "
+        "and flag each method's z2_nll and dynamics against it in report.json",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--no-plots", action="store_true")
 
@@ -1337,6 +1357,11 @@ def run_cli(args: argparse.Namespace) -> int:
         config = config.replace(dt=loaded.waypoint_dt)
     else:
         config = config.replace(dt=args.dt)
+    data_range = None
+    if args.realism_data is not None:
+        from navintent.realism import data_realism_range
+
+        data_range = data_realism_range(loaded, args.realism_data, seed=args.seed)
     mc = model.config
     z1_dim = getattr(model, "z1_dim", None)
     if args.data_sample is not None:
@@ -1428,7 +1453,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "waypoint_spacing": loaded.waypoint_spacing,
         "device": str(device),
     }
-    report = build_report(adapter, results, on_opt, on_eval, meta)
+    report = build_report(adapter, results, on_opt, on_eval, meta, data_range)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     if not args.no_plots:
         for b, name in enumerate(scenarios.names):
@@ -1446,6 +1471,8 @@ def run_cli(args: argparse.Namespace) -> int:
         extra = ""
         if "min_distance_eval_draws_mean" in row:
             extra = f"  min-dist {row['min_distance_eval_draws_mean']:.3f} m  success {row['attack_success_rate_mean']:.2f}"
+        if "in_data_range_rate" in row:
+            extra += f"  realism in data range {100 * row['in_data_range_rate']:.0f}%"
         print(
             f"{method:>10}: objective {row['objective_eval_draws_mean']:.4f}{extra}  ({row['seconds']:.1f} s)"
         )

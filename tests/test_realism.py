@@ -121,3 +121,6 @@ def test_optimize_cli_flags_realism_against_the_range(setup, tmp_path, monkeypat
             assert row["realism_in_data_range"] == expected
             flags.append(all(expected.values()))
         assert summary["in_data_range_rate"] == pytest.approx(sum(flags) / len(flags))
+    with pytest.raises(FileNotFoundError, match="--realism-data .*missing does not exist"):
+        main([*argv, "--realism-data", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()

@@ -1361,6 +1361,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.realism_data is not None:
         from navintent.realism import data_realism_range
 
+        if not Path(args.realism_data).is_dir():
+            raise FileNotFoundError(f"--realism-data {args.realism_data} does not exist or is not a folder")
         data_range = data_realism_range(loaded, args.realism_data, seed=args.seed)
     mc = model.config
     z1_dim = getattr(model, "z1_dim", None)

@@ -49,6 +49,8 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     adam_nll = opt_summary["adam"]["realism_eval_draws_mean"]["z2_nll"]
     assert f"| adam | {opt_summary['adam']['objective_eval_draws_mean']:.3f} |" in report
     assert f"| {adam_nll:.1f} |" in report  # the open-loop table shows the realism terms
+    rate = opt_summary["adam"]["in_data_range_rate"]  # measured against the demo's own test split
+    assert f"| {100 * rate:.0f}% |" in report and "z2_nll up to" in report
     for rel in ("train/latest.pt", "evaluate/summary.png", "experiments/diversity.png", "experiments/perturb.png",
                 "optimize/report.json"):  # fmt: skip
         assert (out / rel).is_file(), rel

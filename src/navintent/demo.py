@@ -210,6 +210,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
             str(opt_seed), "--method", "all", "--steps", str(plan.opt_steps), "--draws", str(plan.opt_draws),
             "--eval-draws", str(plan.opt_eval_draws), "--metric-scale", f"{metric_scale:.6f}", "--out-dir",
             str(opt_dir), "--device", "cpu", "--lr", str(plan.opt_lr), "--objective", plan.objective, "--z1", "data",
+            "--realism-data", str(data_dir),
         ]
     )  # fmt: skip
     opt_report = json.loads((opt_dir / "report.json").read_text())
@@ -278,10 +279,18 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     return metrics
 
 
+def _range_note(opt_report: dict[str, Any]) -> str:
+    rng = opt_report.get("realism_range")
+    if rng is None:
+        return ""
+    return f": z2_nll up to {rng['z2_nll']['max']:.1f}, dynamics up to {rng['dynamics']['max']:.3f}"
+
+
 def _opt_table(summary: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| method | objective (fresh draws) | min distance (m) | attack success | z2_nll | dynamics | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | objective (fresh draws) | min distance (m) | attack success | z2_nll | dynamics "
+        "| realism in data range | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def fmt(value: float | None, spec: str) -> str:
@@ -290,11 +299,13 @@ def _opt_table(summary: dict[str, dict[str, Any]]) -> str:
     for method, row in summary.items():
         rate = row.get("attack_success_rate_mean")
         realism = row.get("realism_eval_draws_mean", {})
+        in_range = None if "in_data_range_rate" not in row else 100 * row["in_data_range_rate"]
         lines.append(
             f"| {method} | {row['objective_eval_draws_mean']:.3f} | "
             f"{fmt(row.get('min_distance_eval_draws_mean'), '.2f')} | {fmt(None if rate is None else 100 * rate, '.0f')}"
             f"{'' if rate is None else '%'} | {fmt(realism.get('z2_nll'), '.1f')} | "
-            f"{fmt(realism.get('dynamics'), '.3f')} | {row['seconds']:.1f} |"
+            f"{fmt(realism.get('dynamics'), '.3f')} | {fmt(in_range, '.0f')}{'' if in_range is None else '%'} | "
+            f"{row['seconds']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -337,6 +348,8 @@ Checkpoint: `train/latest.pt`.
 
 ## 3. z2 optimisation, open loop ({metrics["optimize"]["scenarios"]} held-out scenario(s))
 Objective `{opt_report.get("objective", "?")}`; baselines at Adam's wall-clock budget; numbers on fresh noise draws.
+"Realism in data range": share of scenes whose z2_nll and dynamics stay within the range measured on the test split
+(`navintent.realism`{_range_note(opt_report)}).
 
 {_opt_table(opt_report.get("summary", {}))}
 Details and plots: `optimize/`.

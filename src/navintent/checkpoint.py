@@ -463,7 +463,7 @@ def load_inference_model(
         try:
             raw = read_checkpoint(path)
         except UntrustedCheckpointError:  # packaged (pickled objects): nothing stored beside the model
-            raw = None
+            pass
     if raw is not None:
         stats = read_z2_stats(raw.get("z2_stats"), model.z_dim, source=str(path))
         if stats is not None:

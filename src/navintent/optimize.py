@@ -850,17 +850,17 @@ def dataset_scenarios(
     checkpoint's training values (:class:`navintent.checkpoint.LoadedModel` carries them)."""
     from torch.utils.data import default_collate
 
-    from navintent.config import TrainConfig, TwoStageTrainingConfig
-    from navintent.train import _set_goal_seed, build_split, discover_datasets
+    from navintent.train import load_inference_split
 
-    sources = discover_datasets(data_dir)
-    train = TrainConfig(waypoint_spacing=waypoint_spacing, ref_horizon=ref_horizon)
-    dataset = build_split(
-        sources, split, TwoStageTrainingConfig(model=model_config, train=train), progress=False
+    dataset = load_inference_split(
+        data_dir,
+        split,
+        model_config,
+        waypoint_spacing=waypoint_spacing,
+        ref_horizon=ref_horizon,
+        goal_seed=seed,
+        what="--dataset",
     )
-    if dataset is None:
-        raise ValueError(f"--dataset {data_dir} has no '{split}' split")
-    _set_goal_seed(dataset, seed)
     bad = [i for i in indices if not 0 <= i < len(dataset)]
     if bad:
         raise ValueError(
@@ -1353,10 +1353,7 @@ def run_cli(args: argparse.Namespace) -> int:
             f"--space whitened needs the checkpoint's z2_stats (written by navintent train); {args.ckpt} has "
             "none: use --space z2 or auto"
         )
-    if args.dt is None:
-        config = config.replace(dt=loaded.waypoint_dt)
-    else:
-        config = config.replace(dt=args.dt)
+    config = config.replace(dt=loaded.waypoint_dt if args.dt is None else args.dt)
     data_range = None
     if args.realism_data is not None:
         from navintent.realism import data_realism_range

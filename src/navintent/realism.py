@@ -60,10 +60,9 @@ def data_realism_range(
     reference horizon; at most ``max_samples`` samples (the first ones; goals and noise drawn from ``seed``)."""
     from torch.utils.data import DataLoader, Subset
 
-    from navintent.config import TrainConfig, TwoStageTrainingConfig
     from navintent.diffusion import build_sampler, policy_eps_fn
     from navintent.objectives import ObjectiveContext, deltas_to_metric, dynamics, gaussian_nll
-    from navintent.train import _set_goal_seed, build_split, discover_datasets
+    from navintent.train import load_inference_split
 
     if not loaded.is_intent or loaded.z2_stats is None:
         raise ValueError(
@@ -73,16 +72,14 @@ def data_realism_range(
         raise ValueError(f"max_samples and batch_size must be >= 1, got {max_samples} and {batch_size}")
     model, (mean, cov) = loaded.model, loaded.z2_stats
     device = next(model.parameters()).device
-    train = TrainConfig(waypoint_spacing=loaded.waypoint_spacing, ref_horizon=loaded.ref_horizon)
-    dataset = build_split(
-        discover_datasets(data_dir),
+    dataset = load_inference_split(
+        data_dir,
         split,
-        TwoStageTrainingConfig(model=model.config, train=train),
-        progress=False,
+        model.config,
+        waypoint_spacing=loaded.waypoint_spacing,
+        ref_horizon=loaded.ref_horizon,
+        goal_seed=seed,
     )
-    if dataset is None:
-        raise ValueError(f"{data_dir} has no '{split}' split")
-    _set_goal_seed(dataset, seed)
     if len(dataset) > max_samples:
         dataset = Subset(dataset, range(max_samples))
     cfg = model.config

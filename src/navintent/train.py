@@ -49,7 +49,7 @@ from navintent.checkpoint import (
     save_checkpoint,
     strip_data_parallel_prefix,
 )
-from navintent.config import TrainConfig, TwoStageTrainingConfig, preset_training_config
+from navintent.config import ModelConfig, TrainConfig, TwoStageTrainingConfig, preset_training_config
 from navintent.ema import EMA
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import build_noise_scheduler
@@ -231,6 +231,29 @@ def build_split(
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def load_inference_split(
+    data_dir: str | Path,
+    split: str,
+    model_config: ModelConfig,
+    *,
+    waypoint_spacing: int = 1,
+    ref_horizon: int = 0,
+    goal_seed: int = 0,
+    what: str = "data folder",
+) -> Dataset:
+    """``split`` of a ``--data_dir`` folder as a checkpoint trained on it sees it: its ``model_config`` plus the
+    training ``waypoint_spacing`` and ``ref_horizon`` (:class:`navintent.checkpoint.LoadedModel` carries both),
+    goals drawn deterministically from ``goal_seed``. Raises ``ValueError`` naming the folder (as ``what``, e.g. the
+    CLI flag that gave it) if it has no such split."""
+    train = TrainConfig(waypoint_spacing=waypoint_spacing, ref_horizon=ref_horizon)
+    config = TwoStageTrainingConfig(model=model_config, train=train)
+    dataset = build_split(discover_datasets(data_dir), split, config, progress=False)
+    if dataset is None:
+        raise ValueError(f"{what} {data_dir} has no '{split}' split")
+    _set_goal_seed(dataset, goal_seed)
+    return dataset
 
 
 def _set_goal_seed(dataset: Dataset, goal_seed: int) -> None:

@@ -1,10 +1,19 @@
-"""Exponential moving average of model weights, with NoMaD's warm-up (diffusers' old ``EMAModel(power=0.75)``).
+"""Exponential moving average of model weights, with NoMaD's warm-up (diffusers 0.11.1 ``EMAModel``).
 
-After the ``n``-th update (n = 1, 2, ...) the decay is ``0`` for ``n = 1`` (the average starts as a copy) and
-``min(max_decay, 1 - (1 + s) ** -power)`` with ``s = n - 1`` afterwards: early averages follow the weights
-closely, later ones average over ~``s / power`` steps. Parameters that do not require grad (frozen groups)
-and buffers are copied, not averaged, as diffusers does. The state is a plain dict of tensors plus the update
-count, so a checkpoint loads it with ``weights_only=True``.
+Convention (diffusers 0.11.1 ``EMAModel``, the version NoMaD pins; read from public copies of its source):
+the counter ``optimization_step`` starts at 0; each ``step()`` first computes ``decay =
+get_decay(optimization_step)`` and only then increments the counter, where ``get_decay(k)`` takes
+``s = max(0, k - update_after_step - 1)`` and returns 0 if ``s <= 0``, else
+``clamp(1 - (1 + s / inv_gamma) ** -power, min_value, max_value)``. NoMaD uses ``update_after_step = 0``,
+``inv_gamma = 1``, ``min_value = 0``, ``max_value = 0.9999``, ``power = 0.75``.
+
+So the ``n``-th update (n = 1, 2, ...) uses decay ``0`` for ``n <= 2`` (the first two updates copy the
+weights) and ``min(max_decay, 1 - (n - 1) ** -power)`` afterwards; the average is ``ema * decay + w * (1 -
+decay)``, computed as diffusers does (``mul_`` then ``add_`` with ``alpha = 1 - decay``). Example: a scalar
+weight 0 when the EMA is created, set to 1, 2, 3, 4, 5 before five updates, averages to 3.8436 (power 0.75).
+Parameters that do not require grad (frozen groups) and buffers are copied, not averaged, as diffusers does.
+The state is a plain dict of tensors plus the update count ``num_updates``, so a checkpoint loads it with
+``weights_only=True``, and a run resumed from it continues the same sequence exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +23,11 @@ from torch import Tensor, nn
 
 
 class EMA:
-    """Shadow copy of ``model``'s state dict (floating tensors averaged, the rest copied)."""
+    """Shadow copy of ``model``'s state dict (floating trainable tensors averaged, the rest copied).
+
+    ``power`` > 0 and ``max_decay`` in [0, 1] (NoMaD: 0.75 and 0.9999) raise ``ValueError`` otherwise.
+    ``num_updates`` counts the updates folded in so far (diffusers' ``optimization_step``).
+    """
 
     def __init__(self, model: nn.Module, power: float = 0.75, max_decay: float = 0.9999) -> None:
         if power <= 0:
@@ -27,11 +40,13 @@ class EMA:
         self.shadow: dict[str, Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def decay(self, num_updates: int) -> float:
-        """Decay used by the ``num_updates``-th update (1-based)."""
-        s = num_updates - 1
-        if s <= 0:
+        """Decay used by the ``num_updates``-th update (1-based): diffusers 0.11.1's
+        ``get_decay(num_updates - 1)``, i.e. 0 for the first two updates, then
+        ``min(max_decay, 1 - (num_updates - 1) ** -power)``."""
+        step = max(0, num_updates - 2)
+        if step <= 0:
             return 0.0
-        return min(self.max_decay, 1.0 - (1.0 + s) ** -self.power)
+        return min(self.max_decay, 1.0 - (1.0 + step) ** -self.power)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> float:
@@ -48,7 +63,8 @@ class EMA:
             else:
                 shadow.copy_(value)
         if averaged:
-            torch._foreach_lerp_(averaged, current, 1.0 - decay)
+            torch._foreach_mul_(averaged, decay)
+            torch._foreach_add_(averaged, current, alpha=1.0 - decay)
         return decay
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -56,6 +72,9 @@ class EMA:
         return self.shadow
 
     def load_state_dict(self, shadow: dict[str, Tensor], num_updates: int) -> None:
+        """Restore a saved shadow and its update count (exact: the next update continues the same sequence).
+
+        Raises ``ValueError`` naming the keys or the tensor when the saved state does not match the model."""
         missing, unexpected = sorted(set(self.shadow) - set(shadow)), sorted(set(shadow) - set(self.shadow))
         if missing or unexpected:
             raise ValueError(
@@ -64,7 +83,8 @@ class EMA:
         for name, value in shadow.items():
             if value.shape != self.shadow[name].shape:
                 raise ValueError(
-                    f"EMA tensor {name!r} has shape {tuple(value.shape)}, the model's is {tuple(self.shadow[name].shape)}"
+                    f"EMA tensor {name!r} has shape {tuple(value.shape)}, the model's is "
+                    f"{tuple(self.shadow[name].shape)}"
                 )
             self.shadow[name].copy_(value)
         self.num_updates = int(num_updates)

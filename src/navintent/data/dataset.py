@@ -43,18 +43,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from navintent.actions import to_local
-from navintent.config import read_yaml_mapping
 from navintent.data.cache import ImageStore, normalize_frames
 from navintent.data.format import (
     TRAJ_NAMES_FILE,
     DataError,
     DataWarning,
     Trajectory,
-    find_problems,
+    check_trajectory,
     read_traj_names,
 )
+from navintent.data.spacing import DEFAULT_DATA_CONFIG, configured_spacing, load_data_config
 
-DEFAULT_DATA_CONFIG = Path(__file__).with_name("data_config.yaml")
 REF_MODES = ("future", "file", "none")
 NOMAD_TUPLE_KEYS = ("obs_img", "goal_img", "actions", "distance", "goal_pos", "dataset_idx", "action_mask")
 
@@ -66,11 +65,6 @@ def as_nomad_tuple(batch: Mapping[str, Any]) -> tuple:
     Note: NoMaD's images are NOT ImageNet-normalised by the dataset (its training loop does it); these are.
     """
     return tuple(batch[k] for k in NOMAD_TUPLE_KEYS)
-
-
-def load_data_config(path: str | Path | None = None) -> dict[str, Any]:
-    """Parse a data-config YAML of NoMaD's form (``{dataset_name: {metric_waypoint_spacing: ...}, ...}``)."""
-    return read_yaml_mapping(path if path is not None else DEFAULT_DATA_CONFIG, what="data config")
 
 
 def _int_arg(name: str, value: Any, minimum: int) -> int:
@@ -191,13 +185,15 @@ class NavDataset(Dataset):
         config = load_data_config(config_path)
         names = sorted(config)
         if metric_waypoint_spacing is None:
-            entry = config.get(self.dataset_name)
-            if not isinstance(entry, dict) or "metric_waypoint_spacing" not in entry:
+            metric_waypoint_spacing, source = configured_spacing(self.dataset_name, data_config)
+            if metric_waypoint_spacing is None:
                 raise ValueError(
-                    f"dataset {self.dataset_name!r} has no metric_waypoint_spacing in {config_path}; "
-                    f"pass metric_waypoint_spacing= or add it there (known: {[n for n in names if n != 'action_stats']})"
+                    f"dataset {self.dataset_name!r} has no metric_waypoint_spacing: {source}; pass "
+                    f"metric_waypoint_spacing= or add it there (known: {[n for n in names if n != 'action_stats']})"
                 )
-            metric_waypoint_spacing = entry["metric_waypoint_spacing"]
+        else:
+            source = "given with the dataset"
+        self.metric_waypoint_spacing_source = source
         self.metric_waypoint_spacing = float(metric_waypoint_spacing)
         if not (math.isfinite(self.metric_waypoint_spacing) and self.metric_waypoint_spacing > 0):
             raise ValueError(
@@ -230,16 +226,28 @@ class NavDataset(Dataset):
         names = read_traj_names(self.data_split_folder)
         split_file = self.data_split_folder / TRAJ_NAMES_FILE
         problems: list[str] = []
+        trailing: list[str] = []
         trajectories: list[Trajectory] = []
         for name in names:
             folder = self.data_folder / name
             if not folder.is_dir():
                 problems.append(f"{split_file}: lists trajectory '{name}' but {folder} does not exist")
                 continue
-            traj, found = find_problems(folder)
-            problems.extend(found)
-            if traj is not None:
-                trajectories.append(traj)
+            check = check_trajectory(folder)
+            problems.extend(check.problems)
+            if check.trajectory is not None:
+                trajectories.append(check.trajectory)
+                if check.extra_frames:
+                    n, k = len(check.trajectory), len(check.extra_frames)
+                    trailing.append(f"{folder}: {n} poses, {k} image(s) beyond frame {n - 1}")
+        if trailing and not problems:
+            has = "has" if len(trailing) == 1 else "have"
+            warnings.warn(
+                f"dataset {self.dataset_name!r}: {len(trailing)} of {len(names)} trajectories {has} images "
+                f"beyond the last pose (e.g. {trailing[0]}): frames 0..N-1 are used, the extra images ignored",
+                DataWarning,
+                stacklevel=3,
+            )
         if problems:
             more = f"\n... and {len(problems) - 30} more" if len(problems) > 30 else ""
             raise DataError(

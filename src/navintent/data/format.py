@@ -11,8 +11,13 @@ Layout::
     SPLIT_DIR/traj_names.txt               one trajectory name per line
 
 Every problem raises :class:`DataError` (a ``ValueError``) whose message names the file and the problem.
-:func:`find_problems` collects all problems of one trajectory instead of stopping at the first, so
-``navintent check-data`` can list every one.
+:func:`check_trajectory` collects all problems of one trajectory instead of stopping at the first, so
+``navintent check-data`` can list every one, and separately the warnings: data that is used anyway. The one
+warning today: numbered images beyond the last pose (``N.jpg`` and later for N poses); as in NoMaD, frames
+``0 .. N-1`` are used.
+
+``position``/``yaw``/``ref_traj``/``agents`` are read in every encoding real files use (numpy arrays, plain
+lists, object arrays of numpy scalars, items that are 1-element arrays): see :func:`traj_value_to_array`.
 
 ``traj_data.pkl`` is read with a restricted unpickler that only builds plain containers and numpy arrays,
 so a malicious pickle cannot run code (NoMaD uses ``pickle.load``). Files written by NoMaD's processing
@@ -24,8 +29,11 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +47,9 @@ class DataError(ValueError):
 
 
 class DataWarning(UserWarning):
-    """Data was excluded on purpose (e.g. trajectories too short for context + horizon)."""
+    """Data is used but looks wrong, or was excluded on purpose (e.g. images beyond the last pose, trajectories
+    too short for context + horizon, a ``metric_waypoint_spacing`` far from the poses); the message gives the
+    count or number that shows it."""
 
 
 # (module, name) pairs the restricted unpickler may build: numpy arrays, dtypes and scalars only.
@@ -115,13 +125,74 @@ class Trajectory:
         return self.folder / f"{t}.jpg"
 
 
-def _as_float_array(value, key: str, where: Path, problems: list[str]) -> np.ndarray | None:
+class _Unusable(Exception):
+    """Internal: one item of a ``traj_data.pkl`` value cannot be read as a number (message says which)."""
+
+
+def _label(key: str, index: tuple[int, ...]) -> str:
+    return f"'{key}'" + "".join(f"[{i}]" for i in index)
+
+
+def _float_tree(value: Any, key: str, index: tuple[int, ...]) -> np.ndarray:
+    """``value`` -> float64 array; nested lists, tuples and object arrays are stacked row by row, and an item
+    holding exactly one number (``np.array([y])``, ``[y]``) counts as that number. Raises :class:`_Unusable`."""
+    if isinstance(value, np.ndarray):
+        kind = value.dtype.kind
+        if kind in "iuf":
+            return value.astype(np.float64)
+        if kind != "O":
+            raise _Unusable(f"{_label(key, index)} has dtype {value.dtype}, not a number type")
+        if value.ndim == 0:
+            return _float_tree(value[()], key, index)
+        items: Sequence[Any] = list(value)
+    elif isinstance(value, (list, tuple)):
+        items = value
+    elif isinstance(value, (bool, np.bool_)):
+        raise _Unusable(f"{_label(key, index)} is a boolean ({value!r}), not a number")
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        try:
+            return np.array(float(value))
+        except OverflowError as err:
+            raise _Unusable(f"{_label(key, index)} is too large for a float: {err}") from err
+    elif value is None:
+        raise _Unusable(f"{_label(key, index)} is None, not a number")
+    else:
+        raise _Unusable(f"{_label(key, index)} is a {type(value).__name__} ({value!r:.40}), not a number")
+    if not items:
+        return np.zeros((0,))
+    rows = [_float_tree(item, key, (*index, i)) for i, item in enumerate(items)]
+    rows = [r.reshape(()) if r.size == 1 else r for r in rows]
+    shape = rows[0].shape
+    for i, r in enumerate(rows):
+        if r.shape != shape:
+            raise _Unusable(
+                f"{_label(key, index)} has rows of different shapes (ragged): {_label(key, (*index, 0))} "
+                f"has shape {list(shape)} but {_label(key, (*index, i))} has shape {list(r.shape)}"
+            )
+    return np.stack(rows)
+
+
+def traj_value_to_array(value: Any, key: str, where: Path) -> np.ndarray:
+    """One value of a ``traj_data.pkl`` (e.g. ``data["yaw"]``) as a float64 array, in every encoding seen in
+    real files: numpy arrays of any int/float dtype, plain Python lists, object arrays of numpy scalars,
+    lists or object arrays whose items are 1-element arrays (``[np.array([y]), ...]`` -> shape ``[N]``).
+
+    Rows are stacked; an item holding exactly one number counts as that number. The shape is NOT checked
+    here (callers check it per key). Raises :class:`DataError` naming ``where`` and the key (and item index)
+    for content that is not numbers: strings, None, booleans, other objects, ragged rows.
+    """
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        problems.append(f"{where}: '{key}' is not numeric: {err}")
+        return _float_tree(value, key, ())
+    except _Unusable as err:
+        raise DataError(f"{where}: {err}") from None
+
+
+def _as_float_array(value: Any, key: str, where: Path, problems: list[str]) -> np.ndarray | None:
+    try:
+        return traj_value_to_array(value, key, where)
+    except DataError as err:
+        problems.append(str(err))
         return None
-    return arr
 
 
 def _check_finite(arr: np.ndarray, key: str, where: Path, problems: list[str]) -> None:
@@ -137,22 +208,42 @@ def _frame_numbers(folder: Path) -> set[int]:
     return {int(m.group(1)) for p in folder.iterdir() if (m := _FRAME_RE.match(p.name))}
 
 
-def find_problems(folder: Path) -> tuple[Trajectory | None, list[str]]:
-    """Validate one trajectory folder (not decoding images). Returns (trajectory or None, problems).
+@dataclass(frozen=True)
+class TrajectoryCheck:
+    """What :func:`check_trajectory` found in one trajectory folder.
 
-    Checks: ``traj_data.pkl`` present, readable, has ``position [N, 2]`` and ``yaw [N] | [N, 1]``, all finite;
-    optional ``ref_traj [N, 2|3]`` and ``agents [N, N_agents, 2]`` with the same N, finite; images ``0.jpg ..
-    N-1.jpg`` all present and no extra numbered frames.
+    ``trajectory``: the validated :class:`Trajectory`, or None when there is any problem. ``problems``: lines
+    that make the trajectory unusable (each names the file). ``warnings``: lines about data that is used
+    anyway (each names the folder and the count). ``extra_frames``: numbers of the ``<k>.jpg`` images with
+    ``k >= N`` (beyond the last pose), sorted.
+    """
+
+    trajectory: Trajectory | None
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+    extra_frames: tuple[int, ...] = ()
+
+
+def check_trajectory(folder: Path) -> TrajectoryCheck:
+    """Validate one trajectory folder (not decoding images); every problem and warning is collected.
+
+    Problems: ``traj_data.pkl`` missing or unreadable; ``position`` not ``[N, 2]``, ``yaw`` not ``[N]`` or
+    ``[N, 1]`` (any encoding :func:`traj_value_to_array` reads); lengths differ; N = 0; non-finite values;
+    optional ``ref_traj`` not ``[N, 2|3]`` or ``agents`` not ``[N, N_agents, 2]`` or non-finite; any of the
+    images ``0.jpg .. N-1.jpg`` missing.
+
+    Warning (the trajectory is still used): numbered images beyond the last pose (``N.jpg`` and later). As in
+    NoMaD, frames ``0 .. N-1`` are used and the extra images are ignored; the warning gives their count.
     """
     folder = Path(folder)
     problems: list[str] = []
     pkl = folder / TRAJ_DATA_FILE
     if not folder.is_dir():
-        return None, [f"{folder}: trajectory folder does not exist"]
+        return TrajectoryCheck(None, (f"{folder}: trajectory folder does not exist",), ())
     try:
         data = read_traj_data(pkl)
     except DataError as err:
-        return None, [str(err)]
+        return TrajectoryCheck(None, (str(err),), ())
     arrays: dict[str, np.ndarray | None] = {}
     for key in ("position", "yaw"):
         if key not in data:
@@ -168,7 +259,7 @@ def find_problems(folder: Path) -> tuple[Trajectory | None, list[str]]:
         if yaw.ndim == 2 and yaw.shape[1] == 1:
             yaw = yaw[:, 0]
         if yaw.ndim != 1:
-            problems.append(f"{pkl}: 'yaw' must have shape [N] or [N, 1], got {list(np.shape(data['yaw']))}")
+            problems.append(f"{pkl}: 'yaw' must have shape [N] or [N, 1], got {list(yaw.shape)}")
             yaw = None
     n = len(position) if position is not None else None
     if position is not None and yaw is not None and len(yaw) != n:
@@ -207,6 +298,8 @@ def find_problems(folder: Path) -> tuple[Trajectory | None, list[str]]:
             else:
                 _check_finite(agents, "agents", pkl, problems)
 
+    notes: list[str] = []
+    extra: list[int] = []
     if n is not None:
         frames = _frame_numbers(folder)
         missing = [t for t in range(n) if t not in frames]
@@ -217,23 +310,36 @@ def find_problems(folder: Path) -> tuple[Trajectory | None, list[str]]:
                 f"e.g. {[f'{t}.jpg' for t in missing[:5]]}"
             )
         if extra:
-            problems.append(
-                f"{folder}: length mismatch: {pkl.name} has {n} poses but there are images beyond frame {n - 1}, "
-                f"e.g. {[f'{t}.jpg' for t in extra[:5]]}"
+            notes.append(
+                f"{folder}: {pkl.name} has {n} poses but {len(extra)} image(s) lie beyond the last pose, "
+                f"e.g. {[f'{t}.jpg' for t in extra[:5]]}: frames 0..{n - 1} are used, the extra images ignored"
             )
     if problems or position is None or yaw is None:
-        return None, problems
+        return TrajectoryCheck(None, tuple(problems), tuple(notes), tuple(extra))
     traj = Trajectory(folder.name, folder, position, yaw, ref_traj, agents)
-    return traj, problems
+    return TrajectoryCheck(traj, (), tuple(notes), tuple(extra))
+
+
+def find_problems(folder: Path) -> tuple[Trajectory | None, list[str]]:
+    """``(trajectory or None, problems)`` of one trajectory folder: :func:`check_trajectory` without its
+    warnings (images beyond the last pose are not a problem; read them from :func:`check_trajectory`)."""
+    check = check_trajectory(folder)
+    return check.trajectory, list(check.problems)
 
 
 def load_trajectory(folder: Path) -> Trajectory:
-    """Validated :class:`Trajectory`; raises :class:`DataError` listing every problem found."""
-    traj, problems = find_problems(folder)
-    if problems:
-        raise DataError("\n".join(problems))
-    assert traj is not None
-    return traj
+    """Validated :class:`Trajectory` of one folder (arrays float64, see :class:`Trajectory`).
+
+    Raises :class:`DataError` listing every problem found; each warning of :func:`check_trajectory` (e.g.
+    images beyond the last pose) is issued as a :class:`DataWarning` and the trajectory is returned.
+    """
+    check = check_trajectory(folder)
+    if check.problems:
+        raise DataError("\n".join(check.problems))
+    for message in check.warnings:
+        warnings.warn(message, DataWarning, stacklevel=2)
+    assert check.trajectory is not None
+    return check.trajectory
 
 
 def read_traj_names(split_folder: Path) -> list[str]:

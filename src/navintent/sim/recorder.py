@@ -12,7 +12,8 @@ Layout written under ``out_dir``::
                           length exceeds the path. It is the plan, not the driven track: the expert may slow down,
                           wait or detour for pedestrians.
         agents   [N, N_agents, 2]  pedestrian world positions (m) at frame i (N_agents may be 0)
-    data_config.yaml                               {<dataset_name>: {metric_waypoint_spacing: mean m per frame}}
+    data_config.yaml                               {<dataset_name>: {metric_waypoint_spacing: m per frame}}
+                                                   (total path length / steps: navintent.data.spacing)
     splits/<dataset_name>/{train,test}/traj_names.txt   via navintent.data.split (seeded, train_frac)
     sim_episodes.yaml                              per episode: scene seed, steps, pedestrians, crossing flags
 
@@ -128,6 +129,7 @@ def record_dataset(
     Refuses to write into an existing non-empty ``out_dir/dataset_name``. ``workers > 1`` records episodes in a
     forked process pool (results are identical to ``workers=1``).
     """
+    from navintent.data.spacing import metres_per_frame
     from navintent.data.split import split_dataset
 
     config = config or SimConfig()
@@ -142,15 +144,14 @@ def record_dataset(
     data_folder.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, i, config, max_steps) for i in range(episodes)]
     bar = tqdm(total=episodes, desc="recording episodes", unit="ep", disable=not progress, file=sys.stderr)
-    meta, distance, steps = {}, 0.0, 0
+    meta, positions = {}, []
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     try:
         records = pool.imap(_record_star, jobs) if pool else map(_record_star, jobs)
         for record in records:
             _write_episode(data_folder / record.name, record)
             pos = record.traj_data["position"]
-            distance += float(np.linalg.norm(np.diff(pos, axis=0), axis=1).sum())
-            steps += len(pos) - 1
+            positions.append(pos)
             meta[record.name] = {
                 "scene_seed": record.scene_seed,
                 "frames": len(pos),
@@ -164,7 +165,7 @@ def record_dataset(
         if pool is not None:
             pool.close()
             pool.join()
-    spacing = distance / max(steps, 1)
+    spacing = metres_per_frame(positions)
     (out_dir / "data_config.yaml").write_text(
         yaml.safe_dump({dataset_name: {"metric_waypoint_spacing": float(spacing)}}, sort_keys=False)
     )
@@ -174,7 +175,7 @@ def record_dataset(
     summary = {
         "dataset": str(data_folder),
         "episodes": episodes,
-        "frames": steps + episodes,
+        "frames": sum(len(p) for p in positions),
         "metric_waypoint_spacing": float(spacing),
         "train": len(train),
         "test": len(test),

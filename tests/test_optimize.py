@@ -406,15 +406,16 @@ def test_sim_scenarios_follow_the_waypoint_spacing():
     from navintent.sim.rollout import run_expert
 
     cfg = preset_model_config("tiny")  # context 3, 8 waypoints
-    sc, _ = sim_scenarios(cfg, 1, 1, waypoint_spacing=3, require_pedestrians=True)
+    sc, _ = sim_scenarios(cfg, 1, 1, metric_scale=0.15, waypoint_spacing=3, require_pedestrians=True)
     (name,) = sc.names
     assert name.startswith("sim_seed2_t")
     t = int(name.split("_t")[1])
     scene = generate_scene(2)
     run = run_expert(scene, max_steps=240)
     last = len(run.poses) - 1
-    steps = np.linalg.norm(np.diff(run.poses[:, :2], axis=0), axis=1)
-    assert float(sc.metric_scale[0]) == pytest.approx(3 * steps[steps > 1e-6].mean(), rel=1e-6)
+    assert float(sc.metric_scale[0]) == pytest.approx(
+        0.15
+    )  # the caller's resolved scale, no estimate of its own
     for k in range(cfg.len_traj_pred):
         expected = to_robot_frame(run.agents[min(t + 3 * (k + 1), last)], run.poses[t])
         np.testing.assert_allclose(sc.agents[0, k, : scene.num_pedestrians].numpy(), expected, atol=1e-5)
@@ -422,7 +423,9 @@ def test_sim_scenarios_follow_the_waypoint_spacing():
         frames = np.stack([renderer.render(run.poses[j], run.agents[j]) for j in (t - 9, t - 6, t - 3, t)])
     np.testing.assert_allclose(sc.obs_img[0].numpy(), _prep_frames(frames, cfg.image_size), atol=1e-6)
     with pytest.raises(ValueError, match="waypoint_spacing must be a positive int"):
-        sim_scenarios(cfg, 1, 1, waypoint_spacing=0)
+        sim_scenarios(cfg, 1, 1, metric_scale=0.15, waypoint_spacing=0)
+    with pytest.raises(ValueError, match="metric_scale must be > 0, got 0"):
+        sim_scenarios(cfg, 1, 1, metric_scale=0)
 
 
 def test_cli_takes_waypoint_spacing_and_dt_from_the_checkpoint(model, tmp_path):
@@ -442,3 +445,26 @@ def test_cli_takes_waypoint_spacing_and_dt_from_the_checkpoint(model, tmp_path):
     with pytest.raises(ValueError, match="--space whitened needs the checkpoint's z2_stats"):
         main([*argv, "--out-dir", str(tmp_path / "w"), "--no-plots", "--space", "whitened"])
     assert not (tmp_path / "w").exists()
+
+
+# ------------------------------------------------------------------------------------------------ synthetic agents
+def test_crossing_pedestrian_hand_values_and_appending_to_existing_agents():
+    from navintent.optimize import add_agents, crossing_pedestrian
+
+    tracks = crossing_pedestrian(2, 4, 0.5, 1.5, 1.0)
+    assert tracks.shape == (2, 4, 1, 2)
+    # waypoint k at k * 0.5 s; on the axis at mid-horizon (k = 2.5): y = 0.5 * (k - 2.5)
+    expected = torch.tensor([[1.5, -0.75], [1.5, -0.25], [1.5, 0.25], [1.5, 0.75]])
+    assert torch.equal(tracks[0, :, 0], expected) and torch.equal(tracks[1], tracks[0])
+    sc = _scenarios()
+    more = add_agents(sc, crossing_pedestrian(B, T, 0.25, 2.0, 1.2))
+    assert more.agents.shape == (B, T, 3, 2) and torch.equal(more.agents[:, :, :2], sc.agents)
+    assert more.agents_mask.tolist() == [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
+    bare = add_agents(
+        Scenarios(sc.obs_img, sc.goal_img, sc.metric_scale), tracks[:, :, :, :].repeat(1, 2, 1, 1)
+    )
+    assert bare.agents.shape == (B, T, 1, 2) and bare.agents_mask.tolist() == [[1.0], [1.0]]
+    with pytest.raises(ValueError, match="ahead_m must be > 0, got 0"):
+        crossing_pedestrian(1, 4, 0.5, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"agent tracks have T=4 waypoints, the scenarios' agents 8"):
+        add_agents(sc, crossing_pedestrian(B, 4, 0.5, 1.0, 1.0))

@@ -45,13 +45,12 @@ def test_range_matches_per_sample_computations(setup, tmp_path, monkeypatch):
         assert entry["min"] <= entry["p5"] <= entry["p50"] <= entry["p95"] <= entry["max"]
 
     # independent: one sample at a time, no DataLoader, same goals (seed 0)
-    from navintent.config import TrainConfig, TwoStageTrainingConfig
-    from navintent.train import _set_goal_seed, build_split, discover_datasets
+    from navintent.config import TrainConfig
+    from navintent.data.sources import build_split, discover_datasets, set_goal_seed
 
     model, (mean, cov) = loaded.model, loaded.z2_stats
-    config = TwoStageTrainingConfig(model=model.config, train=TrainConfig())
-    dataset = build_split(discover_datasets(data), "test", config, progress=False)
-    _set_goal_seed(dataset, 0)
+    dataset = build_split(discover_datasets(data), "test", model.config, TrainConfig(), progress=False)
+    set_goal_seed(dataset, 0)
     nll, truth = [], []
     with torch.no_grad():
         for i in range(len(dataset)):

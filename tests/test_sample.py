@@ -27,7 +27,9 @@ def test_builtin_scene_run_writes_plot_and_trajectories(tmp_path, capsys):
     assert out["waypoints_m"].shape == (5, cfg.len_traj_pred, 2)
     assert out["normalized_deltas"].shape == (5, cfg.len_traj_pred, 2)
     assert out["normalized_deltas"].abs().max() <= 1.0
-    expected = normalized_deltas_to_waypoints(out["normalized_deltas"], cfg.action_min, cfg.action_max) * 0.25
+    # a random preset records no training scale: NoMaD's deployment rule 0.2 m/s / 4 Hz = 0.05 m per unit
+    assert out["metric_scale"] == pytest.approx(0.05)
+    expected = normalized_deltas_to_waypoints(out["normalized_deltas"], cfg.action_min, cfg.action_max) * 0.05
     torch.testing.assert_close(out["waypoints_m"], expected, rtol=0, atol=0)
     assert out["goal_mask"] == 0 and len(out["obs"]) == cfg.context_size + 1
     # Same seed, same trajectories.

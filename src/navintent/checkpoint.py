@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from navintent.config import ModelConfig, SchedulerConfig, read_yaml_mapping
+from navintent.metric_scale import TrainingScale, read_training_scales
 
 NATIVE_FORMAT = "navintent"
 NATIVE_VERSION = 1
@@ -410,13 +411,15 @@ def _model_from_packaged(obj: Any, path: Path) -> nn.Module:
 class LoadedModel:
     """A policy for inference: ``model`` (eval mode), ``z2_stats`` ``(mean [z], cov [z, z])`` of training z2 or
     None, ``waypoint_spacing`` (frames between waypoints), ``ref_horizon`` (Encoder1's reference rows),
-    ``source`` (the file)."""
+    ``source`` (the file), ``training_scales`` (what each training dataset's unit meant in metres; empty for
+    nomad.pth, packaged files and checkpoints written before training recorded it)."""
 
     model: Any
     z2_stats: tuple[Tensor, Tensor] | None
     waypoint_spacing: int
     ref_horizon: int
     source: str
+    training_scales: tuple[TrainingScale, ...] = ()
 
     @property
     def is_intent(self) -> bool:
@@ -452,12 +455,15 @@ def load_inference_model(
 ) -> LoadedModel:
     """:func:`load_policy` (EMA weights) on ``device`` plus, for a native checkpoint, its ``z2_stats`` and the
     training data options ``waypoint_spacing`` and ``ref_horizon`` (defaults 1 and ``2 * len_traj_pred``, which
-    also apply to nomad.pth and packaged files, whose training options are unknown)."""
+    also apply to nomad.pth and packaged files, whose training options are unknown) and its ``training_scales``.
+    When every training dataset used one waypoint spacing (a ``datasets:`` block may set it per dataset), that is
+    ``waypoint_spacing``; with mixed spacings it stays the training config's value, and the metric scale's
+    resolution (:func:`navintent.metric_scale.resolve_metric_scale`) asks the user to pick a dataset."""
     path = Path(ckpt)
     if not path.is_file():
         raise FileNotFoundError(f"--ckpt {path}: no such file")
     model = load_policy(path, config=config, trust_checkpoint=trust_checkpoint).to(device).eval()
-    stats, spacing, horizon = None, 1, 2 * model.config.len_traj_pred
+    stats, spacing, horizon, scales = None, 1, 2 * model.config.len_traj_pred, ()
     raw = None
     if config is None:  # native or packaged; a nomad.pth needed ``config`` above
         try:
@@ -471,4 +477,8 @@ def load_inference_model(
         train = raw.get("train_state", {}).get("config", {}).get("train", {})
         spacing = int(train.get("waypoint_spacing", 1))
         horizon = int(train.get("ref_horizon", 0)) or horizon
-    return LoadedModel(model, stats, spacing, horizon, str(path))
+        scales = read_training_scales(raw.get("training_scales"), where=str(path))
+        spacings = {s.waypoint_spacing for s in scales}
+        if len(spacings) == 1:
+            spacing = spacings.pop()
+    return LoadedModel(model, stats, spacing, horizon, str(path), scales)

@@ -156,6 +156,7 @@ def run_demo(
 def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, threads: int) -> dict:
     from navintent import evaluate as ev
     from navintent.checkpoint import load_inference_model
+    from navintent.metric_scale import resolve_metric_scale
     from navintent.sim.config import CameraConfig, SimConfig
     from navintent.sim.recorder import record_dataset
 
@@ -196,7 +197,9 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     stages["train"] = time.perf_counter() - t0
 
     loaded = load_inference_model(ckpt)
-    metric_scale = ev.metric_scale_from_data_dir(data_dir, loaded.waypoint_spacing)
+    scale = resolve_metric_scale(checkpoint=loaded.training_scales)  # the recorded sim data spacing
+    print(scale.describe(), file=sys.stderr)
+    metric_scale = scale.metres_per_unit
 
     _stage(3, total, f"optimising z2 open loop on {plan.opt_scenarios} held-out scenario(s), all methods")
     t0 = time.perf_counter()
@@ -208,7 +211,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
         [
             "optimize-z2", "--ckpt", str(ckpt), "--num-scenarios", str(plan.opt_scenarios), "--seed",
             str(opt_seed), "--method", "all", "--steps", str(plan.opt_steps), "--draws", str(plan.opt_draws),
-            "--eval-draws", str(plan.opt_eval_draws), "--metric-scale", f"{metric_scale:.6f}", "--out-dir",
+            "--eval-draws", str(plan.opt_eval_draws), "--out-dir",
             str(opt_dir), "--device", "cpu", "--lr", str(plan.opt_lr), "--objective", plan.objective, "--z1", "data",
             "--realism-data", str(data_dir),
         ]
@@ -224,7 +227,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
         draws=plan.eval_draws, metric_scale=metric_scale, lr=plan.opt_lr, objective=plan.objective,
     )  # fmt: skip
     _check_held_out(data_dir, [s.seed for s in ev.evaluation_scenes(eval_config.scenes, eval_config.seed)])
-    closed = ev.evaluate(loaded, eval_config, out / "evaluate", meta={"ckpt": str(ckpt)})
+    closed = ev.evaluate(loaded, eval_config, out / "evaluate", meta={"ckpt": str(ckpt)}, scale=scale)
     stages["evaluate"] = time.perf_counter() - t0
 
     _stage(5, total, "latent experiments: z1 fixed -> diversity, z1 perturbed -> executable fraction")

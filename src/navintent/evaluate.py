@@ -76,7 +76,13 @@ from navintent.config import (
     check_non_negative_number,
     check_positive_int,
     check_positive_number,
-    read_yaml_mapping,
+)
+from navintent.data.sources import data_dir_scales
+from navintent.metric_scale import (
+    MetricScale,
+    add_metric_scale_arguments,
+    metric_scale_for_command,
+    resolve_metric_scale,
 )
 
 if TYPE_CHECKING:  # torch-free import for the CLI registry
@@ -99,8 +105,9 @@ class EvalConfig(ConfigBase):
     scenes / seed: held-out scenes. step_factor / min_steps / max_episode_steps: an episode may last
     ``min(max_episode_steps, max(min_steps, step_factor * expert steps))`` control steps. replan_every / opt_steps / lr / draws / objective: z2 re-optimisation (see the
     module docstring). budget_s: seconds per baseline re-optimisation (0 = Adam's mean in the scene). safety_radius:
-    attack success distance (m, centre to centre). metric_scale: metres per spacing unit (0 = the mean expert step on
-    the evaluation scenes, the recorder's ``metric_waypoint_spacing`` definition). waypoint_index: the waypoint the
+    attack success distance (m, centre to centre). metric_scale: metres per normalised unit (0 = resolved by
+    :func:`navintent.metric_scale.resolve_metric_scale` from the checkpoint: its training data's scale, else NoMaD's
+    deployment rule ``max_v / frame_rate``). waypoint_index: the waypoint the
     follower tracks (NoMaD: 2). max_plots: scenes that get a trajectory plot.
     """
 
@@ -717,10 +724,13 @@ def evaluate(
     plots: bool = True,
     progress: bool = True,
     meta: dict[str, Any] | None = None,
+    scale: MetricScale | None = None,
 ) -> dict[str, Any]:
     """Run the closed-loop evaluation and write ``metrics.json``, ``results.md`` and plots into ``out_dir``.
 
-    Returns ``{"config", "metric_scale", "scenes", "summary", "episodes", "table", ...meta}``.
+    ``scale``: metres per unit already resolved by the caller (with its source); None = ``config.metric_scale``
+    when > 0, else the checkpoint's (:func:`navintent.metric_scale.resolve_metric_scale`).
+    Returns ``{"config", "metric_scale", "metric_scale_source", "scenes", "summary", "episodes", "table", ...meta}``.
     """
     from tqdm import tqdm
 
@@ -731,11 +741,9 @@ def evaluate(
     methods = methods or config.methods
     scenes = evaluation_scenes(config.scenes, config.seed)
     experts = [run_expert(s, max_steps=400) for s in scenes]
-    if config.metric_scale > 0:
-        metric_scale = float(config.metric_scale)
-    else:
-        steps = np.concatenate([np.linalg.norm(np.diff(r.poses[:, :2], axis=0), axis=1) for r in experts])
-        metric_scale = float(steps[steps > 1e-6].mean())
+    if scale is None:
+        scale = resolve_metric_scale(explicit=config.metric_scale or None, checkpoint=loaded.training_scales)
+    metric_scale = scale.metres_per_unit
     episodes: list[Episode] = []
     plot_data = []
     bar = tqdm(total=len(scenes) * len(methods), desc="closed loop", unit="ep", disable=not progress)
@@ -776,6 +784,7 @@ def evaluate(
         "config": config.to_dict(),
         "methods": list(methods),
         "metric_scale": metric_scale,
+        "metric_scale_source": scale.source,
         "nominal": NOMINAL if NOMINAL in methods else None,
         "scenes": [
             {
@@ -813,7 +822,8 @@ def evaluate(
 
 # ------------------------------------------------------------------------------------------------ experiments
 def _experiment_setup(loaded: LoadedModel, scenes: int, seed: int, metric_scale: float | None):
-    """Held-out open-loop scenarios (observation before an interaction), their condition/tokens and base z1."""
+    """Held-out open-loop scenarios (observation before an interaction), their condition/tokens and base z1.
+    ``metric_scale`` None: the checkpoint's (:func:`navintent.metric_scale.resolve_metric_scale`)."""
     import torch
 
     from navintent.optimize import sim_scenarios
@@ -829,7 +839,9 @@ def _experiment_setup(loaded: LoadedModel, scenes: int, seed: int, metric_scale:
         scenes,
         EVAL_SEED_BASE + 1000 * seed + 500,
         waypoint_spacing=loaded.waypoint_spacing,
-        metric_scale=metric_scale,
+        metric_scale=metric_scale
+        if metric_scale is not None
+        else resolve_metric_scale(checkpoint=loaded.training_scales).metres_per_unit,
     )
     sc = sc.to(device)
     with torch.no_grad():
@@ -1062,30 +1074,17 @@ def _parse_methods(text: str) -> tuple[tuple[str, ...], bool]:
     return names, True
 
 
-def metric_scale_from_data_dir(data_dir: str | Path, waypoint_spacing: int = 1) -> float:
-    """``metric_waypoint_spacing * waypoint_spacing`` from ``DIR/data_config.yaml`` (one dataset entry required)."""
-    path = Path(data_dir) / "data_config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"--data-dir: {path} not found (needed for the metric scale)")
-    data = read_yaml_mapping(path, what="data config")
-    values = {k: v.get("metric_waypoint_spacing") for k, v in data.items() if isinstance(v, dict)}
-    values = {k: v for k, v in values.items() if v is not None}
-    if len(values) != 1:
-        raise ValueError(
-            f"{path}: expected one dataset with metric_waypoint_spacing, got {sorted(values) or 'none'}"
-        )
-    return float(next(iter(values.values()))) * waypoint_spacing
-
-
 def _common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="native navintent checkpoint (or nomad.pth + --config)")
     p.add_argument("--config", default=None, help="nomad.yaml / config sections for a bare nomad.pth")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling a packaged checkpoint")
     p.add_argument("--scenes", type=int, default=None, help="held-out scenes (evaluate: 8, experiment: 4)")
     p.add_argument("--seed", type=int, default=0, help="held-out scene set and sampling seed")
-    p.add_argument("--metric-scale", type=float, default=None, help="metres per spacing unit")
+    add_metric_scale_arguments(p)
     p.add_argument(
-        "--data-dir", default=None, help="training data folder: its data_config.yaml gives the metric scale"
+        "--data-dir",
+        default=None,
+        help="training data root (or a config YAML with a datasets: block): its metric_waypoint_spacing gives the scale",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--no-plots", action="store_true")
@@ -1099,7 +1098,9 @@ def _common_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, float | None]:
+def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, MetricScale]:
+    """The checkpoint and the metric scale (``--metric-scale``, ``--data-dir``'s data, the checkpoint's record or
+    ``--robot``'s deployment rule; printed)."""
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     from navintent.checkpoint import load_inference_model
@@ -1107,12 +1108,8 @@ def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, float | None]:
     loaded = load_inference_model(
         args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint, device=_device(args.device)
     )
-    scale = args.metric_scale
-    if scale is not None and not scale > 0:
-        raise ValueError(f"--metric-scale must be > 0, got {scale}")
-    if scale is None and args.data_dir is not None:
-        scale = metric_scale_from_data_dir(args.data_dir, loaded.waypoint_spacing)
-    return loaded, scale
+    data = data_dir_scales(args.data_dir, loaded.waypoint_spacing, what="--data-dir") if args.data_dir else ()
+    return loaded, metric_scale_for_command(args, checkpoint=loaded.training_scales, data=data)
 
 
 def run_evaluate_cli(args: argparse.Namespace) -> int:
@@ -1126,7 +1123,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
             scenes=args.scenes or EvalConfig.scenes, seed=args.seed, methods=methods,
             replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
             objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
-            lambda_cfg=args.lambda_cfg, metric_scale=scale or 0.0, step_factor=args.step_factor,
+            lambda_cfg=args.lambda_cfg, metric_scale=scale.metres_per_unit, step_factor=args.step_factor,
             max_plots=args.max_plots, max_episode_steps=args.max_episode_steps,
         )  # fmt: skip
         from navintent.objectives import Objective
@@ -1138,7 +1135,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
     with torch_threads(args.threads):
         report = evaluate(
             loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
-            meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])},
+            meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])}, scale=scale,
         )  # fmt: skip
     print(report["table"])
     print(
@@ -1166,7 +1163,7 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out_dir)
     kinds = ("diversity", "perturb") if args.which == "all" else (args.which,)
-    common = dict(scenes=args.scenes or 4, samples=args.samples, seed=args.seed, metric_scale=scale,
+    common = dict(scenes=args.scenes or 4, samples=args.samples, seed=args.seed, metric_scale=scale.metres_per_unit,
                   plots=not args.no_plots)  # fmt: skip
     for kind in kinds:
         with torch_threads(args.threads):

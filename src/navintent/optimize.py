@@ -47,12 +47,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import pickle
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -64,8 +65,16 @@ from tqdm import tqdm
 
 from navintent.checkpoint import load_inference_model
 from navintent.cli import float_at_least, float_in, int_at_least
-from navintent.config import ConfigBase, check_non_negative_int, check_positive_int, check_positive_number
+from navintent.config import (
+    ConfigBase,
+    check_non_negative_int,
+    check_non_negative_number,
+    check_positive_int,
+    check_positive_number,
+)
+from navintent.data.sources import data_dir_scales
 from navintent.diffusion import CLIP_MODES, DifferentiableSampler, SamplerNoise, build_sampler, policy_eps_fn
+from navintent.metric_scale import MetricScale, add_metric_scale_arguments, metric_scale_for_command
 from navintent.objectives import (
     REALISM_TERMS,
     TERMS,
@@ -782,14 +791,19 @@ def validate_data_sample(
     return sample
 
 
-def scenarios_from_sample(sample: dict[str, Tensor], metric_scale: float | None) -> Scenarios:
+def scenarios_from_sample(
+    sample: dict[str, Tensor], metric_scale: float | None, *, fallback: float | None = None
+) -> Scenarios:
     """Validated sample -> :class:`Scenarios`. Agents come in spacing units (as the dataset serves them) and are
-    converted to metres with ``metric_scale`` (the argument if given, else the sample's field)."""
+    converted to metres with ``metric_scale`` (the argument if given, else the sample's field, else ``fallback``;
+    ``ValueError`` when none is there)."""
     b = sample["obs_img"].shape[0]
     if metric_scale is not None:
         scale = torch.full((b,), float(metric_scale))
     elif "metric_scale" in sample:
         scale = sample["metric_scale"].float()
+    elif fallback is not None:
+        scale = torch.full((b,), float(fallback))
     else:
         raise ValueError(
             "data sample has no field 'metric_scale' (metres per spacing unit); pass --metric-scale"
@@ -812,9 +826,17 @@ def scenarios_from_sample(sample: dict[str, Tensor], metric_scale: float | None)
 
 
 def load_data_sample(
-    path: str | Path, model_config, *, z1_dim: int | None, metric_scale: float | None
+    path: str | Path,
+    model_config,
+    *,
+    z1_dim: int | None,
+    metric_scale: float | None,
+    fallback_scale: Callable[[], MetricScale] | None = None,
 ) -> Scenarios:
-    """Read a ``.pt`` batch with ``torch.load(weights_only=True)``, validate it, and build :class:`Scenarios`."""
+    """Read a ``.pt`` batch with ``torch.load(weights_only=True)``, validate it, and build :class:`Scenarios`.
+
+    Metres per unit: ``metric_scale`` if given, else the sample's ``metric_scale`` field (the data being read),
+    else ``fallback_scale()`` (e.g. the checkpoint's training scale), else ``ValueError``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--data_sample file not found: {path}")
@@ -830,7 +852,12 @@ def load_data_sample(
     except (RuntimeError, EOFError) as err:
         raise ValueError(f"--data_sample {path} is truncated or corrupt (pickle/zip): {err}") from err
     sample = validate_data_sample(obj, model_config, z1_dim=z1_dim, where=str(path))
-    return scenarios_from_sample(sample, metric_scale)
+    fallback = None
+    if metric_scale is None and "metric_scale" not in sample and fallback_scale is not None:
+        fallback = fallback_scale().metres_per_unit
+    elif metric_scale is None and "metric_scale" in sample:
+        print(f"metric scale from {path}'s metric_scale field (the data being read)", file=sys.stderr)
+    return scenarios_from_sample(sample, metric_scale, fallback=fallback)
 
 
 # ------------------------------------------------------------------------------------------------ scenario sources
@@ -850,7 +877,7 @@ def dataset_scenarios(
     checkpoint's training values (:class:`navintent.checkpoint.LoadedModel` carries them)."""
     from torch.utils.data import default_collate
 
-    from navintent.train import load_inference_split
+    from navintent.data.sources import load_inference_split
 
     dataset = load_inference_split(
         data_dir,
@@ -871,6 +898,43 @@ def dataset_scenarios(
     sc = scenarios_from_sample(sample, metric_scale)
     sc.names = [f"{split}_{i}" for i in indices]
     return sc
+
+
+def crossing_pedestrian(num: int, len_traj_pred: int, dt: float, ahead_m: float, speed_mps: float) -> Tensor:
+    """Tracks ``[num, len_traj_pred, 1, 2]`` (metres, robot frame at the current pose, x forward, y left) of one
+    synthetic pedestrian crossing the robot's path: it walks along ``x = ahead_m`` from the right to the left at
+    ``speed_mps`` and is on the robot's axis (y = 0) at the middle waypoint time, i.e. waypoint ``k`` (1-based,
+    ``k * dt`` seconds ahead) is at ``y = speed_mps * dt * (k - (len_traj_pred + 1) / 2)``. For steering on data
+    that has no other agents (``optimize-z2 --dataset ... --crossing-pedestrian AHEAD SPEED``)."""
+    check_positive_int("len_traj_pred", len_traj_pred)
+    check_positive_number("dt", dt)
+    check_positive_number("ahead_m", ahead_m)
+    check_non_negative_number("speed_mps", speed_mps)
+    k = torch.arange(1, len_traj_pred + 1, dtype=torch.float32)
+    y = speed_mps * dt * (k - (len_traj_pred + 1) / 2)
+    track = torch.stack([torch.full_like(y, float(ahead_m)), y], dim=-1)  # [T, 2]
+    return track.view(1, len_traj_pred, 1, 2).expand(num, -1, -1, -1).clone()
+
+
+def add_agents(scenarios: Scenarios, tracks: Tensor) -> Scenarios:
+    """``scenarios`` with ``tracks [B, T, K, 2]`` (metres, robot frame) appended to its agents (mask 1)."""
+    b, t = scenarios.num, tracks.shape[1]
+    if tracks.dim() != 4 or tracks.shape[0] != b or tracks.shape[-1] != 2:
+        raise ValueError(f"agent tracks must be [B={b}, T, K, 2], got {tuple(tracks.shape)}")
+    mask = torch.ones(b, tracks.shape[2])
+    if scenarios.agents is not None:
+        if scenarios.agents.shape[1] != t:
+            raise ValueError(
+                f"agent tracks have T={t} waypoints, the scenarios' agents {scenarios.agents.shape[1]}"
+            )
+        old_mask = (
+            scenarios.agents_mask
+            if scenarios.agents_mask is not None
+            else torch.ones(b, scenarios.agents.shape[2])
+        )
+        tracks = torch.cat([scenarios.agents, tracks.to(scenarios.agents)], dim=2)
+        mask = torch.cat([old_mask, mask.to(old_mask)], dim=1)
+    return dataclasses.replace(scenarios, agents=tracks, agents_mask=mask)
 
 
 @dataclass
@@ -902,8 +966,8 @@ def sim_scenarios(
     num: int,
     seed: int,
     *,
+    metric_scale: float,
     waypoint_spacing: int = 1,
-    metric_scale: float | None = None,
     max_steps: int = 240,
     require_pedestrians: bool = False,
 ) -> tuple[Scenarios, SimCamera]:
@@ -917,9 +981,9 @@ def sim_scenarios(
     ``context_size * waypoint_spacing`` if no such step exists. Frames are ``waypoint_spacing`` control
     steps apart, as in the dataset a checkpoint trained on: context frames are the rendered camera at the
     previous ``context_size + 1`` frames, the goal image the camera at the goal; agents are the pedestrians'
-    positions at the ``len_traj_pred`` waypoint times in the robot frame (metres). ``metric_scale`` (metres per
-    spacing unit) defaults to the expert rollout's mean step length (the recorder's ``metric_waypoint_spacing``
-    definition) times ``waypoint_spacing``. The obstacle map feeds the static-collision term.
+    positions at the ``len_traj_pred`` waypoint times in the robot frame (metres). ``metric_scale``: metres per
+    normalised unit, as :func:`navintent.metric_scale.resolve_metric_scale` gives it for the checkpoint. The
+    obstacle map feeds the static-collision term.
     """
     from PIL import Image
 
@@ -929,6 +993,7 @@ def sim_scenarios(
     from navintent.sim.rollout import run_expert
 
     check_positive_int("waypoint_spacing", waypoint_spacing)
+    check_positive_number("metric_scale", metric_scale)
     ws = waypoint_spacing
     c, t_pred = model_config.context_size, model_config.len_traj_pred
     wp_steps = ws * np.arange(1, t_pred + 1)  # control steps from now to each waypoint
@@ -946,9 +1011,7 @@ def sim_scenarios(
             continue
         run = run_expert(scene, max_steps=max_steps)
         poses, peds = run.poses, run.agents  # [S+1, 3], [S+1, N, 2]
-        steps = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1)
-        frame_m = float(steps[steps > 1e-6].mean())
-        scale = float(metric_scale) if metric_scale is not None else frame_m * ws
+        scale = float(metric_scale)
         last = len(poses) - 1
         t_best = min(c * ws, last)
         if scene.num_pedestrians and last > c * ws:
@@ -1198,12 +1261,23 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help=".pt dict with the seed's batch fields (obs_img, goal_img, ... [agents, agents_mask, metric_scale, z1])",
     )
     src.add_argument(
-        "--dataset", default=None, help="dataset folder (layout of `navintent train --data_dir`)"
+        "--dataset",
+        default=None,
+        help="data root (layout of `navintent train --data_dir`) or a config YAML whose datasets: block names the data",
     )
     p.add_argument(
         "--index", type=int_at_least(0), nargs="+", default=[0], help="sample indices of --dataset's split"
     )
     p.add_argument("--split", default="test", help="split of --dataset (default test)")
+    p.add_argument(
+        "--crossing-pedestrian",
+        nargs=2,
+        type=float_at_least(0.0),
+        metavar=("AHEAD_M", "SPEED_MPS"),
+        default=None,
+        help="add a synthetic pedestrian to --dataset / --data_sample scenarios: it crosses the robot's path "
+        "AHEAD_M metres ahead, right to left at SPEED_MPS, on the axis at mid-horizon (for data without agents)",
+    )
     p.add_argument(
         "--num-scenarios",
         type=int_at_least(1),
@@ -1267,12 +1341,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="guidance scales the guided baseline tries first",
     )
     p.add_argument("--success-radius", type=float, default=0.5, help="attack success distance (m)")
-    p.add_argument(
-        "--metric-scale",
-        type=float_at_least(0.0, strict=True),
-        default=None,
-        help="metres per spacing unit (overrides the data's)",
-    )
+    add_metric_scale_arguments(p)
     p.add_argument(
         "--z1",
         choices=("data", "prior"),
@@ -1294,8 +1363,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--realism-data",
         default=None,
-        metavar="DIR",
-        help="the checkpoint's training data: measure the realism range on its test split (navintent.realism) "
+        metavar="DATA",
+        help="the checkpoint's training data (data root or config with datasets:): measure the realism range on its test split (navintent.realism) "
         "and flag each method's z2_nll and dynamics against it in report.json",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
@@ -1358,38 +1427,56 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.realism_data is not None:
         from navintent.realism import data_realism_range
 
-        if not Path(args.realism_data).is_dir():
-            raise FileNotFoundError(f"--realism-data {args.realism_data} does not exist or is not a folder")
+        if not Path(args.realism_data).exists():
+            raise FileNotFoundError(f"--realism-data {args.realism_data} does not exist")
         data_range = data_realism_range(loaded, args.realism_data, seed=args.seed)
     mc = model.config
     z1_dim = getattr(model, "z1_dim", None)
     if args.data_sample is not None:
-        scenarios = load_data_sample(args.data_sample, mc, z1_dim=z1_dim, metric_scale=args.metric_scale)
+        scenarios = load_data_sample(
+            args.data_sample,
+            mc,
+            z1_dim=z1_dim,
+            metric_scale=metric_scale_for_command(args).metres_per_unit if args.metric_scale else None,
+            fallback_scale=lambda: metric_scale_for_command(args, checkpoint=loaded.training_scales),
+        )
         camera = SimCamera(args.camera_hfov, args.camera_height, tuple(mc.image_size), (0, 0, *mc.image_size))
         default_z1 = "data"
     elif args.dataset is not None:
+        data_scales = data_dir_scales(args.dataset, loaded.waypoint_spacing, what="--dataset")
+        scale = metric_scale_for_command(args, checkpoint=loaded.training_scales, data=data_scales)
         scenarios = dataset_scenarios(
             args.dataset,
             args.index,
             mc,
             split=args.split,
             seed=args.seed,
-            metric_scale=args.metric_scale,
+            metric_scale=scale.metres_per_unit,
             waypoint_spacing=loaded.waypoint_spacing,
             ref_horizon=loaded.ref_horizon,
         )
         camera = SimCamera(args.camera_hfov, args.camera_height, tuple(mc.image_size), (0, 0, *mc.image_size))
         default_z1 = "data"
     else:
+        scale = metric_scale_for_command(args, checkpoint=loaded.training_scales)
         scenarios, camera = sim_scenarios(
             mc,
             args.num_scenarios,
             args.seed,
             waypoint_spacing=loaded.waypoint_spacing,
-            metric_scale=args.metric_scale,
+            metric_scale=scale.metres_per_unit,
             require_pedestrians=True,
         )
         default_z1 = "prior"
+    if args.crossing_pedestrian is not None:
+        if args.dataset is None and args.data_sample is None:
+            raise ValueError(
+                "--crossing-pedestrian adds a pedestrian to --dataset or --data_sample scenarios; the built-in "
+                "sim scenarios have their own"
+            )
+        ahead, speed = args.crossing_pedestrian
+        tracks = crossing_pedestrian(scenarios.num, mc.len_traj_pred, config.dt, ahead, speed)
+        scenarios = add_agents(scenarios, tracks)
     z1_mode = args.z1 or default_z1
     if z1_dim is not None and scenarios.z1 is None and z1_mode == "prior":
         gen = torch.Generator().manual_seed(args.seed)

@@ -60,9 +60,9 @@ def data_realism_range(
     reference horizon; at most ``max_samples`` samples (the first ones; goals and noise drawn from ``seed``)."""
     from torch.utils.data import DataLoader, Subset
 
+    from navintent.data.sources import load_inference_split
     from navintent.diffusion import build_sampler, policy_eps_fn
     from navintent.objectives import ObjectiveContext, deltas_to_metric, dynamics, gaussian_nll
-    from navintent.train import load_inference_split
 
     if not loaded.is_intent or loaded.z2_stats is None:
         raise ValueError(

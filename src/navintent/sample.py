@@ -28,11 +28,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from navintent.cli import float_at_least, int_at_least
+from navintent.metric_scale import add_metric_scale_arguments, metric_scale_for_command
 
 CAMERA_HEIGHT_M = 0.6
 CAMERA_HFOV_DEG = 90.0
 DISPLAY_SIZE = (320, 240)  # 4:3, NoMaD's crop aspect
-DEFAULT_METRIC_SCALE = 0.25  # metres per spacing unit: recon's metric_waypoint_spacing, waypoint_spacing 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,16 +133,22 @@ def _display_frame(path: Path) -> np.ndarray:
 
 
 def _build_policy(args: argparse.Namespace):
-    from navintent.checkpoint import load_policy
+    """``(policy, description, training scales)``: a checkpoint's EMA policy and recorded training scales, or a
+    preset's random policy (no scales)."""
+    from navintent.checkpoint import load_inference_model
     from navintent.config import preset_model_config
     from navintent.models.nomad import NoMaDPolicy
 
     if args.ckpt is not None:
-        policy = load_policy(args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint)
-        return policy, f"checkpoint {args.ckpt}"
+        loaded = load_inference_model(args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint)
+        return loaded.model, f"checkpoint {args.ckpt}", loaded.training_scales
     if args.config is not None:
         raise SystemExit("navintent sample: --config is only used with --ckpt (a nomad.pth needs it)")
-    return NoMaDPolicy(preset_model_config(args.preset)).eval(), f"preset '{args.preset}' (random weights)"
+    return (
+        NoMaDPolicy(preset_model_config(args.preset)).eval(),
+        f"preset '{args.preset}' (random weights)",
+        (),
+    )
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -152,7 +158,8 @@ def run_sample(args: argparse.Namespace) -> int:
     from navintent.data.cache import normalize_frames
 
     torch.manual_seed(args.seed)
-    policy, source = _build_policy(args)
+    policy, source, scales = _build_policy(args)
+    metric_scale = metric_scale_for_command(args, checkpoint=scales)
     policy = policy.to(args.device)
     cfg = policy.config
     out_dir = Path(args.out_dir)
@@ -203,7 +210,8 @@ def run_sample(args: argparse.Namespace) -> int:
     )[0].cpu()
     elapsed = time.perf_counter() - start
     waypoints = (
-        normalized_deltas_to_waypoints(ndeltas, cfg.action_min, cfg.action_max)[..., :2] * args.metric_scale
+        normalized_deltas_to_waypoints(ndeltas, cfg.action_min, cfg.action_max)[..., :2]
+        * metric_scale.metres_per_unit
     )
     steps = policy.scheduler_config.num_train_timesteps  # sample() runs every training timestep, as NoMaD
 
@@ -212,7 +220,8 @@ def run_sample(args: argparse.Namespace) -> int:
         {
             "waypoints_m": waypoints.contiguous(),
             "normalized_deltas": ndeltas.contiguous(),
-            "metric_scale": float(args.metric_scale),
+            "metric_scale": float(metric_scale.metres_per_unit),
+            "metric_scale_source": metric_scale.source,
             "goal_mask": goal_mask,
             "lambda_cfg": float(args.lambda_cfg),
             "latent_z": None if latent is None else latent.cpu(),
@@ -231,7 +240,7 @@ def run_sample(args: argparse.Namespace) -> int:
     print(
         f"navintent sample: {source}; {scene}; {mode}.\n"
         f"  encoded {frames_needed} frames + goal once, ran {steps} DDPM denoising steps for {args.num_samples} "
-        f"samples in {elapsed:.2f} s on {args.device}; metric scale {args.metric_scale} m per unit.\n"
+        f"samples in {elapsed:.2f} s on {args.device}; {metric_scale.describe()}.\n"
         f"  final-waypoint distance: mean {final.mean():.2f} m (min {final.min():.2f}, max {final.max():.2f}).\n"
         f"  wrote {png_path} and {pt_path}"
     )
@@ -311,12 +320,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     smp.add_argument(
         "--latent-seed", type=int, help="draw latent_z ~ N(0, I) with this seed (default: no latent)"
     )
-    smp.add_argument(
-        "--metric-scale",
-        type=float_at_least(0.0, strict=True),
-        default=DEFAULT_METRIC_SCALE,
-        help="metres per spacing unit (default: recon's)",
-    )
+    add_metric_scale_arguments(smp)
     smp.add_argument("--device", default="cpu")
     p.add_argument("--out-dir", type=Path, default=Path("runs/sample"))
     p.set_defaults(func=run_sample)

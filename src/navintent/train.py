@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from navintent.actions import normalized_deltas_to_waypoints
@@ -50,7 +50,18 @@ from navintent.checkpoint import (
     strip_data_parallel_prefix,
 )
 from navintent.config import ModelConfig, TrainConfig, TwoStageTrainingConfig, preset_training_config
+from navintent.data.sources import (
+    DatasetSource,
+    build_split,
+    discover_datasets,
+    nav_datasets,
+    set_goal_seed,
+    sources_from_specs,
+    training_scales,
+)
+from navintent.data.spacing import spacing_report
 from navintent.ema import EMA
+from navintent.metric_scale import TrainingScale
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import build_noise_scheduler
 
@@ -149,120 +160,6 @@ class ResumableDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - self.start_index
-
-
-@dataclass
-class DatasetSource:
-    """One dataset of a ``--data_dir``: trajectories folder, split root and data-config file."""
-
-    name: str
-    data_folder: Path
-    split_root: Path
-    data_config: Path | None
-
-
-def discover_datasets(data_dir: str | Path) -> list[DatasetSource]:
-    """Datasets of a ``--data_dir`` laid out as the sim's recorder writes it::
-
-        DIR/<name>/<traj>/...                  (NoMaD format)
-        DIR/splits/<name>/{train,test}/traj_names.txt
-        DIR/data_config.yaml                   (optional; else the shipped NoMaD data_config.yaml)
-
-    A ``DIR`` that is itself one dataset with ``DIR/splits/{train,test}`` is accepted too (name = the folder name).
-    """
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--data_dir {root} does not exist or is not a folder")
-    splits = root / "splits"
-    if not splits.is_dir():
-        raise ValueError(
-            f"--data_dir {root} has no 'splits' folder (expected {splits}/<dataset>/train/traj_names.txt)"
-        )
-    config = root / "data_config.yaml"
-    config_path = config if config.is_file() else None
-    if (splits / "train").is_dir():
-        return [DatasetSource(root.name, root, splits, config_path)]
-    sources = []
-    for split_root in sorted(p for p in splits.iterdir() if p.is_dir()):
-        folder = root / split_root.name
-        if not folder.is_dir():
-            raise ValueError(f"{split_root} names dataset {split_root.name!r} but {folder} does not exist")
-        sources.append(DatasetSource(split_root.name, folder, split_root, config_path))
-    if not sources:
-        raise ValueError(f"--data_dir {root}: {splits} holds no dataset folders")
-    return sources
-
-
-def build_split(
-    sources: Sequence[DatasetSource], split: str, config: TwoStageTrainingConfig, *, progress: bool = True
-) -> Dataset | None:
-    """``NavDataset`` per source for ``split`` ("train" | "test"), concatenated; None if no source has the split."""
-    from navintent.data import NavDataset, read_traj_names
-
-    mc, tc = config.model, config.train
-    parts = []
-    for src in sources:
-        folder = src.split_root / split
-        if not (folder / "traj_names.txt").is_file() or not read_traj_names(folder):
-            continue
-        parts.append(
-            NavDataset(
-                data_folder=src.data_folder,
-                data_split_folder=folder,
-                dataset_name=src.name,
-                image_size=mc.image_size,
-                waypoint_spacing=tc.waypoint_spacing,
-                min_dist_cat=tc.min_dist_cat,
-                max_dist_cat=tc.max_dist_cat,
-                min_action_distance=tc.min_action_distance,
-                max_action_distance=tc.max_action_distance,
-                negative_mining=tc.negative_mining,
-                len_traj_pred=mc.len_traj_pred,
-                learn_angle=mc.learn_angle,
-                context_size=mc.context_size,
-                end_slack=tc.end_slack,
-                goals_per_obs=tc.goals_per_obs,
-                data_config=src.data_config,
-                ref_mode=tc.ref_mode,
-                ref_horizon=tc.ref_horizon or None,
-                progress=progress,
-            )
-        )
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-
-
-def load_inference_split(
-    data_dir: str | Path,
-    split: str,
-    model_config: ModelConfig,
-    *,
-    waypoint_spacing: int = 1,
-    ref_horizon: int = 0,
-    goal_seed: int = 0,
-    what: str = "data folder",
-) -> Dataset:
-    """``split`` of a ``--data_dir`` folder as a checkpoint trained on it sees it: its ``model_config`` plus the
-    training ``waypoint_spacing`` and ``ref_horizon`` (:class:`navintent.checkpoint.LoadedModel` carries both),
-    goals drawn deterministically from ``goal_seed``. Raises ``ValueError`` naming the folder (as ``what``, e.g. the
-    CLI flag that gave it) if it has no such split."""
-    train = TrainConfig(waypoint_spacing=waypoint_spacing, ref_horizon=ref_horizon)
-    config = TwoStageTrainingConfig(model=model_config, train=train)
-    dataset = build_split(discover_datasets(data_dir), split, config, progress=False)
-    if dataset is None:
-        raise ValueError(f"{what} {data_dir} has no '{split}' split")
-    _set_goal_seed(dataset, goal_seed)
-    return dataset
-
-
-def _set_goal_seed(dataset: Dataset, goal_seed: int) -> None:
-    """Give every ``NavDataset`` inside ``dataset`` a deterministic per-(seed, index) goal draw."""
-    if isinstance(dataset, ConcatDataset):
-        for part in dataset.datasets:
-            _set_goal_seed(part, goal_seed)
-    elif hasattr(dataset, "goal_seed"):
-        dataset.goal_seed = goal_seed
 
 
 # --------------------------------------------------------------------------------------------------
@@ -420,6 +317,8 @@ class Trainer:
     ``train_set``/``test_set``: datasets of dict samples as :class:`navintent.data.NavDataset` serves them.
     ``init_ckpt``: a nomad.pth state dict or a native checkpoint to initialise from (ignored on resume).
     ``resume``: a checkpoint path to continue from exactly. ``out_dir``: where rank 0 writes.
+    ``scales``: what each training dataset's unit means (:func:`navintent.data.sources.training_scales`); every
+    checkpoint records them as ``training_scales`` so inference converts to metres as training did.
     """
 
     def __init__(
@@ -434,8 +333,10 @@ class Trainer:
         init_ckpt: str | Path | None = None,
         resume: str | Path | None = None,
         progress: bool = True,
+        scales: Sequence[TrainingScale] = (),
     ) -> None:
         self.config = config
+        self.scales = tuple(scales)
         self.tc: TrainConfig = config.train
         self.device = device or torch.device("cpu")
         self.dist = dist_info or DistInfo()
@@ -627,7 +528,11 @@ class Trainer:
                 self.model,
                 ema_state=self.ema.state_dict(),
                 scheduler_config=self.config.scheduler,
-                extra={"train_state": train_state, "z2_stats": self.z2_fit.stats()},
+                extra={
+                    "train_state": train_state,
+                    "z2_stats": self.z2_fit.stats(),
+                    "training_scales": [s.to_dict() for s in self.scales],
+                },
             )
             link = self.out_dir / f".{LATEST}.{os.getpid()}.link"
             link.unlink(missing_ok=True)
@@ -701,7 +606,7 @@ class Trainer:
     def _loader(self, epoch: int) -> DataLoader:
         tc = self.tc
         self.sampler.set_epoch(epoch)
-        _set_goal_seed(self.train_set, tc.seed * 100_003 + epoch)
+        set_goal_seed(self.train_set, tc.seed * 100_003 + epoch)
         generator = torch.Generator()
         generator.manual_seed(tc.seed * 7_919 + epoch * 104_729 + self.dist.rank)
         return DataLoader(
@@ -829,7 +734,7 @@ def evaluate_model(
     paired: within a batch each one sees the same random draws (diffusion noise, timesteps, goal masks).
     """
     tc, mc = config.train, config.model
-    _set_goal_seed(dataset, tc.seed)
+    set_goal_seed(dataset, tc.seed)
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers)
     n_batches = min(tc.eval_max_batches, max(1, int(len(loader) * tc.eval_fraction)))
     gen = torch.Generator(device=device)
@@ -960,8 +865,9 @@ _TRAIN_FLAGS = (
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data_dir",
-        required=True,
-        help="dataset folder with splits (DIR/<name>/, DIR/splits/<name>/{train,test})",
+        default=None,
+        help="data root with splits (DIR/<name>/, DIR/splits/<name>/{train,test}); without it, the --config's "
+        "datasets: block (NoMaD's form) names the data",
     )
     parser.add_argument(
         "--ckpt", default=None, help="initialise from a nomad.pth state dict or a native checkpoint"
@@ -1012,8 +918,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
 
 
-def resolve_config(args: argparse.Namespace, resume_path: Path | None) -> TwoStageTrainingConfig:
-    """Base (the checkpoint's config on resume, else ``--preset``, default nomad) <- ``--config`` <- flags."""
+def resolve_config(
+    args: argparse.Namespace, resume_path: Path | None, notes: list[str] | None = None
+) -> TwoStageTrainingConfig:
+    """Base (the checkpoint's config on resume, else ``--preset``, default nomad) <- ``--config`` <- flags.
+    ``notes`` collects what the config file's reader says (NoMaD keys ignored and why, values derived)."""
     if resume_path is not None and args.preset is None and args.config is None:
         saved = read_checkpoint(resume_path).get("train_state", {}).get("config")
         if saved is None:
@@ -1022,7 +931,7 @@ def resolve_config(args: argparse.Namespace, resume_path: Path | None) -> TwoSta
     else:
         config = preset_training_config(args.preset or "nomad")
     if args.config is not None:
-        config = TwoStageTrainingConfig.load_yaml(args.config, base=config)
+        config = TwoStageTrainingConfig.load_yaml(args.config, base=config, notes=notes)
     changes = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
     if args.freeze is not None:
         changes["freeze"] = tuple(args.freeze)
@@ -1033,6 +942,57 @@ def resolve_config(args: argparse.Namespace, resume_path: Path | None) -> TwoSta
     return config
 
 
+def training_sources(
+    data_dir: str | Path | None, config: TwoStageTrainingConfig
+) -> tuple[TwoStageTrainingConfig, list[DatasetSource], str, list[str]]:
+    """Where training data comes from: ``--data_dir`` (a data root, :func:`navintent.data.sources.discover_datasets`)
+    or else the config's ``datasets:`` block (NoMaD's form). When both are given the command line wins, the block is
+    dropped from the config (so checkpoints record what was used) and a note says so.
+
+    Returns ``(config, sources, where, notes)``; ``where`` names the data in messages. ``ValueError`` when neither
+    is given."""
+    notes: list[str] = []
+    if data_dir is not None:
+        if config.datasets:
+            names = ", ".join(spec.name for spec in config.datasets)
+            notes.append(
+                f"note: --data_dir {data_dir} given, so the config's datasets: block ({names}) was not used"
+            )
+            config = config.replace(datasets=())
+        return config, discover_datasets(data_dir), f"--data_dir {data_dir}", notes
+    if not config.datasets:
+        raise ValueError(
+            "no training data: pass --data_dir DIR, or a --config whose datasets: block names the data"
+        )
+    return config, sources_from_specs(config.datasets), "the config's datasets: block", notes
+
+
+def spacing_warnings(train_set: Dataset, model_config: ModelConfig) -> list[str]:
+    """One warning per training dataset whose configured ``metric_waypoint_spacing`` does not fit its poses
+    (:func:`navintent.data.spacing.spacing_report`: the measured metres per frame and the share of normalised
+    deltas outside the action range or squeezed into a tenth of it). Datasets trained in metres
+    (``normalize: false``) have no spacing to check."""
+    out = []
+    for ds in nav_datasets(train_set):
+        if not ds.normalize:
+            continue
+        report = spacing_report(
+            ds.trajectories,
+            ds.metric_waypoint_spacing,
+            dataset=ds.dataset_name,
+            source=ds.metric_waypoint_spacing_source,
+            waypoint_spacing=ds.waypoint_spacing,
+            len_traj_pred=ds.len_traj_pred,
+            context_size=ds.context_size,
+            end_slack=ds.end_slack,
+            action_min=model_config.action_min,
+            action_max=model_config.action_max,
+        )
+        if (warning := report.warning()) is not None:
+            out.append(f"warning: {warning}")
+    return out
+
+
 def run_train(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     resume_path = None
@@ -1040,19 +1000,32 @@ def run_train(args: argparse.Namespace) -> int:
         resume_path = out_dir / LATEST if args.resume == LATEST else Path(args.resume)
         if not resume_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {resume_path}")
-    config = resolve_config(args, resume_path)
+    config_notes: list[str] = []
+    config = resolve_config(args, resume_path, config_notes)
+    config, sources, where, notes = training_sources(args.data_dir, config)
+    notes = [f"note: {args.config}: {line}" for line in config_notes] + notes
     info, device = init_distributed(args.device)
     try:
-        sources = discover_datasets(args.data_dir)
         progress = info.is_main and not args.no_progress
-        train_set = build_split(sources, "train", config, progress=progress)
+        train_set = build_split(sources, "train", config.model, config.train, progress=progress)
         if train_set is None:
-            raise ValueError(f"--data_dir {args.data_dir}: no dataset has a non-empty train split")
-        test_set = build_split(sources, "test", config, progress=progress)
-        if test_set is None and info.is_main:
-            print(
-                f"note: --data_dir {args.data_dir} has no test split; evaluation is skipped", file=sys.stderr
-            )
+            why = "; ".join(str(src.split_problem("train")) for src in sources)
+            raise ValueError(f"{where}: no dataset has a non-empty train split ({why})")
+        test_set = build_split(sources, "test", config.model, config.train, progress=progress)
+        if test_set is None:
+            notes.append(f"note: {where} has no test split; evaluation is skipped")
+        scales = training_scales(train_set)
+        if info.is_main:
+            notes += spacing_warnings(train_set, config.model)
+            for line in notes:
+                print(line, file=sys.stderr)
+            for scale in scales:
+                print(
+                    f"dataset {scale.dataset}: {scale.metres_per_unit:.4g} m per normalised unit "
+                    f"(metric_waypoint_spacing {scale.metric_waypoint_spacing:.4g} m x waypoint_spacing "
+                    f"{scale.waypoint_spacing}{'' if scale.normalize else '; normalize: false, so metres'})",
+                    file=sys.stderr,
+                )
         trainer = Trainer(
             config,
             train_set,
@@ -1063,6 +1036,7 @@ def run_train(args: argparse.Namespace) -> int:
             init_ckpt=args.ckpt,
             resume=resume_path,
             progress=progress,
+            scales=scales,
         )
         try:
             result = trainer.fit()

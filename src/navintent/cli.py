@@ -22,6 +22,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 # command name -> module that registers it (a command module may register several names).
@@ -35,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "navintent.evaluate",
     "experiment": "navintent.evaluate",
     "demo": "navintent.demo",
+    "export": "navintent.export",
 }
 
 
@@ -125,6 +127,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_data_warnings(prog: str) -> None:
+    """Show :class:`navintent.data.DataWarning` (data used anyway: trailing images, short trajectories) as one line
+    ``navintent <command>: warning: ...`` instead of Python's file/line form; other warnings keep theirs."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "DataWarning":
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None, *, report_errors: bool | None = None) -> int:
     """Run a command; returns its exit status.
 
@@ -148,6 +164,8 @@ def main(argv: list[str] | None = None, *, report_errors: bool | None = None) ->
             raise ValueError(f"--device: {problem}")
         print(f"{prog}: error: argument --device: {problem}", file=sys.stderr)
         return 2
+    if report_errors:
+        _one_line_data_warnings(prog)
     try:
         return int(args.func(args) or 0)
     except INPUT_ERRORS as err:

@@ -1429,7 +1429,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
         if not Path(args.realism_data).exists():
             raise FileNotFoundError(f"--realism-data {args.realism_data} does not exist")
-        data_range = data_realism_range(loaded, args.realism_data, seed=args.seed)
+        data_range = data_realism_range(loaded, args.realism_data, seed=args.seed, what="--realism-data")
     mc = model.config
     z1_dim = getattr(model, "z1_dim", None)
     if args.data_sample is not None:

@@ -54,10 +54,12 @@ def data_realism_range(
     batch_size: int = 64,
     max_samples: int = 2048,
     seed: int = 0,
+    what: str = "data folder",
 ) -> dict[str, dict[str, float]]:
     """``{"z2_nll" | "dynamics" | "dynamics_ground_truth": {min, p5, p50, p95, max, n}}`` on ``split`` of
     ``data_dir`` (layout of ``navintent train --data_dir``), built at the checkpoint's waypoint spacing and
-    reference horizon; at most ``max_samples`` samples (the first ones; goals and noise drawn from ``seed``)."""
+    reference horizon; at most ``max_samples`` samples (the first ones; goals and noise drawn from ``seed``).
+    ``what`` names ``data_dir`` in errors (e.g. the CLI flag that gave it)."""
     from torch.utils.data import DataLoader, Subset
 
     from navintent.data.sources import load_inference_split
@@ -79,6 +81,7 @@ def data_realism_range(
         waypoint_spacing=loaded.waypoint_spacing,
         ref_horizon=loaded.ref_horizon,
         goal_seed=seed,
+        what=what,
     )
     if len(dataset) > max_samples:
         dataset = Subset(dataset, range(max_samples))

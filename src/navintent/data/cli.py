@@ -136,6 +136,11 @@ def inspect_dataset(
                     p for t in range(len(traj)) if (p := image_problem(traj.image_path(t))) is not None
                 )
     for split in target.split_folders:
+        path = split / TRAJ_NAMES_FILE
+        if path.is_file() and not path.read_text().strip():
+            # `navintent split --train-frac 1` / `make-data --train-frac 1` write an empty test list: no split
+            check.warnings.append(f"{path}: split lists no trajectories (an empty split; train and test skip it)")
+            continue
         try:
             names = read_traj_names(split)
         except DataError as err:

@@ -156,7 +156,17 @@ def test_split_output_is_read_by_check_data_train_and_optimize(made, tmp_path):
     recorded = yaml.safe_load((data / "data_config.yaml").read_text())["corridor"]["metric_waypoint_spacing"]
     assert scale["dataset"] == "corridor" and scale["metres_per_unit"] == pytest.approx(recorded)
     # a split with a test list gives optimize-z2 its realism range; without one the flag is named
-    opt = ["optimize-z2", "--ckpt", str(run / "latest.pt"), "--steps", "1", "--draws", "1", "--eval-draws", "1"]
+    opt = [
+        "optimize-z2",
+        "--ckpt",
+        str(run / "latest.pt"),
+        "--steps",
+        "1",
+        "--draws",
+        "1",
+        "--eval-draws",
+        "1",
+    ]
     opt += ["--no-plots", "--method", "plain", "--realism-data", str(root)]
     with pytest.raises(ValueError, match=f"--realism-data {root} has no 'test' split"):
         main([*opt, "--out-dir", str(tmp_path / "no_test")])

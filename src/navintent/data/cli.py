@@ -139,7 +139,9 @@ def inspect_dataset(
         path = split / TRAJ_NAMES_FILE
         if path.is_file() and not path.read_text().strip():
             # `navintent split --train-frac 1` / `make-data --train-frac 1` write an empty test list: no split
-            check.warnings.append(f"{path}: split lists no trajectories (an empty split; train and test skip it)")
+            check.warnings.append(
+                f"{path}: split lists no trajectories (an empty split; train and test skip it)"
+            )
             continue
         try:
             names = read_traj_names(split)

@@ -173,6 +173,10 @@ def test_training_records_the_scale_and_every_command_uses_it(spaced_run, tmp_pa
     assert json.loads((tmp_path / "e2" / "metrics.json").read_text())["metric_scale"] == pytest.approx(
         expected
     )
+    assert main(["experiment", "all", *common, "--samples", "2", "--out-dir", str(tmp_path / "x")]) == 0
+    for name in ("diversity.json", "perturb.json"):
+        assert json.loads((tmp_path / "x" / name).read_text())["metric_scale"] == pytest.approx(expected)
+    assert line in capsys.readouterr().err
     assert main([*ev_argv, "--out-dir", str(tmp_path / "e3"), "--metric-scale", "0.5"]) == 0
     assert json.loads((tmp_path / "e3" / "metrics.json").read_text())["metric_scale"] == 0.5
 

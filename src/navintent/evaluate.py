@@ -897,7 +897,12 @@ def run_diversity(
     cfg = model.config
     shape = (samples, cfg.len_traj_pred, cfg.action_dim)
     conditions = ("z1 fixed, noise varies", "z1 varies, noise fixed", "z1 and noise vary", "no latent")
-    results: dict[str, Any] = {"samples": samples, "scenarios": [], "summary": {}}
+    results: dict[str, Any] = {
+        "samples": samples,
+        "metric_scale": float(sc.metric_scale[0]),
+        "scenarios": [],
+        "summary": {},
+    }
     trajectories: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     for b in range(sc.num):
         cond_b = cond[b : b + 1].repeat(samples, 1)
@@ -989,6 +994,7 @@ def run_perturb(
     dt = loaded.waypoint_dt
     results: dict[str, Any] = {
         "samples": samples,
+        "metric_scale": float(sc.metric_scale[0]),
         "scenarios": sc.names,
         "sigmas": list(sigmas),
         "levels": [],

@@ -30,10 +30,10 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import Tensor, nn
@@ -140,13 +140,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # writing files
 # --------------------------------------------------------------------------------------------------
-def _atomic_torch_save(obj: Any, path: str | Path) -> Path:
+def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: bool = True) -> Path:
+    """Write ``path`` through ``write(file)`` on a temp file in the same folder, fsync, then ``os.replace``: a
+    crash leaves the previous file (or none), never a partial one. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
@@ -154,6 +156,10 @@ def _atomic_torch_save(obj: Any, path: str | Path) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    return write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def _cpu_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -39,19 +39,17 @@ so it is not offered.) Guidance (``lambda_cfg > 0``) needs two U-Net passes and 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 import yaml
 from torch import Tensor, nn
 
-from navintent.checkpoint import UntrustedCheckpointError, load_policy, read_checkpoint
+from navintent.checkpoint import UntrustedCheckpointError, load_policy, read_checkpoint, write_atomic
 from navintent.config import NOMAD_ACTION_MAX, NOMAD_ACTION_MIN, ModelConfig, SchedulerConfig
 
 FORMATS: tuple[str, ...] = ("nomad",)
@@ -342,8 +340,8 @@ def export_nomad(
         f"({kind}, {used} weights).\nModel: {note}."
     )
     text = dump_nomad_yaml(nomad_block, navintent_block, header=header)
-    _write_atomic(out_path, lambda fh: torch.save(state, fh), binary=True)
-    _write_atomic(yaml_out, lambda fh: fh.write(text), binary=False)
+    write_atomic(out_path, lambda fh: torch.save(state, fh), binary=True)
+    write_atomic(yaml_out, lambda fh: fh.write(text), binary=False)
     return ExportResult(
         weights_path=out_path,
         yaml_path=yaml_out,
@@ -427,21 +425,6 @@ def _training_warnings(model: nn.Module, latent: str | None) -> list[str]:
             "exported model (latent_z=None) was not trained as such"
         ]
     return []
-
-
-def _write_atomic(path: Path, write: Callable[[IO[Any]], Any], *, binary: bool) -> None:
-    """Write through a temp file in the same folder, fsync, then ``os.replace``; no partial file is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------

@@ -123,6 +123,20 @@ _NORMALIZE_LUT = (
 ).astype(np.float32)
 
 
+def prepare_frames(frames: np.ndarray, image_size: Sequence[int], *, center_crop: bool = True) -> np.ndarray:
+    """Camera frames uint8 ``[K, H, W, 3]`` -> model input float32 ``[3K, h, w]``: the 4:3 centre crop of
+    :func:`crop_box` (as training data is served; NoMaD's deployment skips it: ``center_crop=False``), bicubic
+    resize to ``image_size`` = ``[w, h]``, ImageNet normalisation per frame (:func:`normalize_frames`)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [K, H, W, 3], got {frames.dtype} {list(frames.shape)}")
+    height, width = frames.shape[1:3]
+    box = crop_box(width, height) if center_crop else (0, 0, width, height)
+    size = (int(image_size[0]), int(image_size[1]))
+    out = np.stack([np.asarray(Image.fromarray(f).crop(box).resize(size, Image.BICUBIC)) for f in frames])
+    return normalize_frames(out)
+
+
 def normalize_frames(frames: np.ndarray) -> np.ndarray:
     """uint8 ``[F, H, W, 3]`` -> float32 ``[3F, H, W]``: [0, 1], ImageNet mean/std per frame, frames in order."""
     chw = frames.transpose(0, 3, 1, 2)

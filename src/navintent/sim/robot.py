@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from navintent import control
 from navintent.sim.config import RobotConfig
 
 
@@ -60,20 +61,6 @@ def unicycle_rollout(pose: np.ndarray, v: np.ndarray, w: np.ndarray, steps: int,
 
 
 def pd_follower(waypoint: np.ndarray, robot: RobotConfig, eps: float = 1e-8) -> tuple[float, float]:
-    """NoMaD's deployment controller (``pd_controller.py``): one waypoint ``(dx, dy)`` in the robot frame (m) ->
-    ``(v, w)``.
-
-    ``v = dx / dt`` and ``w = atan(dy / dx) / dt`` (note ``atan``, not ``atan2``: a waypoint behind the robot
-    steers as NoMaD does), ``dx ~ 0`` turns at ``sign(dy) * pi / (2 dt)``; then ``v`` is clipped to
-    ``[0, max_v]`` and ``w`` to ``[-max_w, max_w]``. ``dt`` is the control period (NoMaD: 1 / frame_rate).
-    """
-    waypoint = np.asarray(waypoint, dtype=np.float64)
-    if waypoint.shape != (2,) or not np.all(np.isfinite(waypoint)):
-        raise ValueError(f"waypoint must be a finite (dx, dy) pair, got {waypoint!r}")
-    dx, dy = float(waypoint[0]), float(waypoint[1])
-    dt = robot.dt
-    if abs(dx) < eps:
-        v, w = 0.0, float(np.sign(dy)) * math.pi / (2 * dt)
-    else:
-        v, w = dx / dt, math.atan(dy / dx) / dt
-    return float(np.clip(v, 0.0, robot.max_v)), float(np.clip(w, -robot.max_w, robot.max_w))
+    """NoMaD's deployment controller (:func:`navintent.control.pd_follower`) with the world robot's limits and
+    control period: one waypoint ``(dx, dy)`` in the robot frame (m) -> ``(v, w)``."""
+    return control.pd_follower(waypoint, max_v=robot.max_v, max_w=robot.max_w, dt=robot.dt, eps=eps)

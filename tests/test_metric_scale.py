@@ -70,12 +70,12 @@ def test_robot_yaml_with_nomads_keys(tmp_path):
     path = tmp_path / "robot.yaml"
     path.write_text("max_v: 0.4\nmax_w: 0.8\nframe_rate: 5\nvel_navi_topic: /cmd_vel_mux/input/navi\n")
     robot = RobotConfig.from_yaml(path)
-    assert robot.metres_per_unit == pytest.approx(0.08)
+    assert robot.metres_per_unit == pytest.approx(0.08) and robot.max_w == 0.8
     assert resolve_metric_scale(robot=robot).metres_per_unit == pytest.approx(0.08)
     partial = tmp_path / "partial.yaml"
     partial.write_text("max_v: 0.3\n")
     robot = RobotConfig.from_yaml(partial)
-    assert robot.metres_per_unit == pytest.approx(0.3 / 4) and "frame_rate not set" in robot.source
+    assert robot.metres_per_unit == pytest.approx(0.3 / 4) and "frame_rate, max_w not set" in robot.source
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_v: fast\n")
     with pytest.raises(ValueError, match=r"bad.yaml .*: max_v must be a positive number, got 'fast'"):

@@ -36,9 +36,10 @@ from typing import Any
 
 from navintent.config import read_yaml_mapping
 
-# NoMaD's deployment/config/robot.yaml defaults: max_v 0.2 m/s, frame_rate 4 Hz.
+# NoMaD's deployment/config/robot.yaml defaults: max_v 0.2 m/s, frame_rate 4 Hz, max_w 0.4 rad/s.
 NOMAD_MAX_V = 0.2
 NOMAD_FRAME_RATE = 4.0
+NOMAD_MAX_W = 0.4
 
 
 def _positive(name: str, value: Any, where: str) -> float:
@@ -101,16 +102,19 @@ class TrainingScale:
 
 @dataclass(frozen=True)
 class RobotConfig:
-    """The two keys of NoMaD's ``robot.yaml`` that define its deployment unit: ``max_v`` (m/s) and ``frame_rate``
-    (Hz). ``metres_per_unit = max_v / frame_rate``."""
+    """The keys of NoMaD's ``robot.yaml`` that deployment uses: ``max_v`` (m/s) and ``frame_rate`` (Hz), which
+    define the unit (``metres_per_unit = max_v / frame_rate``), and ``max_w`` (rad/s), the controller's turn limit
+    (:func:`navintent.control.pd_follower`)."""
 
     max_v: float = NOMAD_MAX_V
     frame_rate: float = NOMAD_FRAME_RATE
+    max_w: float = NOMAD_MAX_W
     source: str = "NoMaD's robot.yaml defaults"
 
     def __post_init__(self) -> None:
         _positive("max_v", self.max_v, self.source)
         _positive("frame_rate", self.frame_rate, self.source)
+        _positive("max_w", self.max_w, self.source)
 
     @property
     def metres_per_unit(self) -> float:
@@ -118,16 +122,13 @@ class RobotConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RobotConfig:
-        """Read ``max_v`` and ``frame_rate`` from a NoMaD ``robot.yaml`` (its other keys, topic names and
-        ``max_w``, play no part in the unit). A missing key takes NoMaD's default, and the source says so."""
+        """Read ``max_v``, ``frame_rate`` and ``max_w`` from a NoMaD ``robot.yaml`` (its other keys are ROS topic
+        names). A missing key takes NoMaD's default, and the source says so."""
         data = read_yaml_mapping(path, what="robot config")
-        absent = [k for k in ("max_v", "frame_rate") if k not in data]
+        defaults = {"max_v": NOMAD_MAX_V, "frame_rate": NOMAD_FRAME_RATE, "max_w": NOMAD_MAX_W}
+        absent = [k for k in defaults if k not in data]
         source = f"{path}" + (f" ({', '.join(absent)} not set: NoMaD's default)" if absent else "")
-        return cls(
-            max_v=data.get("max_v", NOMAD_MAX_V),
-            frame_rate=data.get("frame_rate", NOMAD_FRAME_RATE),
-            source=source,
-        )
+        return cls(**{k: data.get(k, v) for k, v in defaults.items()}, source=source)
 
 
 @dataclass(frozen=True)

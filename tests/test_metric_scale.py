@@ -178,6 +178,18 @@ def test_training_records_the_scale_and_every_command_uses_it(spaced_run, tmp_pa
         assert json.loads((tmp_path / "x" / name).read_text())["metric_scale"] == pytest.approx(expected)
     assert line in capsys.readouterr().err
     assert main([*ev_argv, "--out-dir", str(tmp_path / "e3"), "--metric-scale", "0.5"]) == 0
+
+    # exported to NoMaD's format, the YAML carries the scale, and export says what robot.yaml must hold
+    pth = tmp_path / "exported.pth"
+    assert main(["export", "--ckpt", str(ckpt), "--format", "nomad", str(pth), "--latent", "none"]) == 0
+    assert "set max_v = 0.64 m/s at 4 Hz" in capsys.readouterr().err
+    exported = load_inference_model(pth, config=pth.with_suffix(".yaml"))
+    assert exported.training_scales == loaded.training_scales
+    argv = ["sample", "--ckpt", str(pth), "--config", str(pth.with_suffix(".yaml")), "--num-samples", "2"]
+    assert main([*argv, "--out-dir", str(tmp_path / "xs")]) == 0
+    assert torch.load(tmp_path / "xs" / "trajectories.pt", weights_only=True)[
+        "metric_scale"
+    ] == pytest.approx(expected)
     assert json.loads((tmp_path / "e3" / "metrics.json").read_text())["metric_scale"] == 0.5
 
 

@@ -461,7 +461,8 @@ def load_inference_model(
 ) -> LoadedModel:
     """:func:`load_policy` (EMA weights) on ``device`` plus, for a native checkpoint, its ``z2_stats`` and the
     training data options ``waypoint_spacing`` and ``ref_horizon`` (defaults 1 and ``2 * len_traj_pred``, which
-    also apply to nomad.pth and packaged files, whose training options are unknown) and its ``training_scales``.
+    also apply to nomad.pth and packaged files, whose training options are unknown) and its ``training_scales``
+    (for a nomad.pth, those of its YAML ``config`` when ``navintent export`` wrote them).
     When every training dataset used one waypoint spacing (a ``datasets:`` block may set it per dataset), that is
     ``waypoint_spacing``; with mixed spacings it stays the training config's value, and the metric scale's
     resolution (:func:`navintent.metric_scale.resolve_metric_scale`) asks the user to pick a dataset."""
@@ -471,6 +472,10 @@ def load_inference_model(
     model = load_policy(path, config=config, trust_checkpoint=trust_checkpoint).to(device).eval()
     stats, spacing, horizon, scales = None, 1, 2 * model.config.len_traj_pred, ()
     raw = None
+    if isinstance(
+        config, (str, Path)
+    ):  # a nomad.pth: `navintent export` writes its training scale in the YAML
+        scales = read_training_scales(read_yaml_mapping(config).get("training_scales"), where=str(config))
     if config is None:  # native or packaged; a nomad.pth needed ``config`` above
         try:
             raw = read_checkpoint(path)

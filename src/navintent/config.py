@@ -614,6 +614,8 @@ NOMAD_IGNORED_KEYS: dict[str, str] = {
     "model_type": "navintent always builds NoMaD's model",
     "vision_encoder": "navintent always builds NoMaD's nomad_vint encoder",
     "attn_unet": "navintent's denoiser is NoMaD's ConditionalUnet1D, without attention",
+    "training_scales": "`navintent export`'s record of the exported model's metres per unit (inference reads it); "
+    "training records the scale of the data it trains on",
 }
 # Ignored keys accepted only with this value (NoMaD's released one); others ask what navintent cannot do.
 NOMAD_REQUIRED_VALUES: dict[str, Any] = {

@@ -50,7 +50,14 @@ import yaml
 from torch import Tensor, nn
 
 from navintent.checkpoint import UntrustedCheckpointError, load_policy, read_checkpoint, write_atomic
-from navintent.config import NOMAD_ACTION_MAX, NOMAD_ACTION_MIN, ModelConfig, SchedulerConfig
+from navintent.config import (
+    NOMAD_ACTION_MAX,
+    NOMAD_ACTION_MIN,
+    ModelConfig,
+    SchedulerConfig,
+    read_yaml_mapping,
+)
+from navintent.metric_scale import NOMAD_FRAME_RATE, NOMAD_MAX_V, TrainingScale, read_training_scales
 
 FORMATS: tuple[str, ...] = ("nomad",)
 LATENTS: tuple[str, ...] = ("none",)
@@ -243,7 +250,8 @@ def dump_nomad_yaml(nomad: Mapping[str, Any], navintent: Mapping[str, Any], *, h
     text += (
         "# navintent-only: values NoMaD's code hard-codes (ConditionalUnet1D kernel_size 3, n_groups 8,\n"
         "# diffusion_step_embed_dim 256; scheduler squaredcos_cap_v2 with clip_sample) or reads from\n"
-        "# data_config.yaml (action_stats -> action_min / action_max). NoMaD ignores them; navintent reads them.\n"
+        "# data_config.yaml (action_stats -> action_min / action_max), and the metres per unit of the training\n"
+        "# data (training_scales; navintent.metric_scale). NoMaD ignores them; navintent reads them.\n"
     )
     text += yaml.safe_dump(dict(navintent), sort_keys=False, default_flow_style=None)
     return text
@@ -298,8 +306,11 @@ def export_nomad(
     model = load_policy(ckpt, config=config, trust_checkpoint=trust_checkpoint, weights=weights)
     warnings: list[str] = []
     train: Mapping[str, Any] | None = None
+    scales: tuple[TrainingScale, ...] = ()
     if config is not None:
         kind, used = "nomad.pth", "file"
+        if isinstance(config, (str, Path)):
+            scales = read_training_scales(read_yaml_mapping(config).get("training_scales"), where=str(config))
     else:
         try:
             raw = read_checkpoint(ckpt)
@@ -317,6 +328,7 @@ def export_nomad(
             used = "ema" if weights == "ema" and raw.get("ema") is not None else "model"
             if used != weights:
                 warnings.append(f"{ckpt} stores no EMA weights; exported its raw training weights")
+            scales = read_training_scales(raw.get("training_scales"), where=str(ckpt))
             train_state = raw.get("train_state")
             if isinstance(train_state, Mapping) and isinstance(train_state.get("config"), Mapping):
                 section = train_state["config"].get("train")
@@ -335,6 +347,9 @@ def export_nomad(
     warnings += nomad_deployment_warnings(model_config, scheduler)
 
     nomad_block, navintent_block = nomad_yaml_values(model_config, scheduler, train)
+    if scales:
+        navintent_block["training_scales"] = [sc.to_dict() for sc in scales]
+        warnings += _deployment_scale_warnings(scales)
     header = (
         f"nomad.yaml values for {out_path.name}, written by `navintent export --format nomad` from {ckpt} "
         f"({kind}, {used} weights).\nModel: {note}."
@@ -415,6 +430,24 @@ def _latent_note(ckpt: Path, model: nn.Module, latent: str | None) -> str:
         f"without z_proj) that classifier-free guidance uses and training taught through latent dropout{trained}; "
         "no guidance, no intent"
     )
+
+
+def _deployment_scale_warnings(scales: tuple[TrainingScale, ...]) -> list[str]:
+    """NoMaD's deployment multiplies the model's waypoints by robot.yaml's ``max_v / frame_rate``; the model's unit
+    is its training data's (:mod:`navintent.metric_scale`). Say what robot.yaml must hold for the two to agree."""
+    out = []
+    for sc in scales:
+        unit = sc.metres_per_unit
+        if abs(unit - NOMAD_MAX_V / NOMAD_FRAME_RATE) > 1e-3 * unit:
+            out.append(
+                f"trained on {sc.dataset} at {unit:.4g} m per unit; NoMaD's deployment scales waypoints by robot.yaml's "
+                f"max_v / frame_rate ({NOMAD_MAX_V:g} / {NOMAD_FRAME_RATE:g} = "
+                f"{NOMAD_MAX_V / NOMAD_FRAME_RATE:g} m by default): set max_v = {unit * NOMAD_FRAME_RATE:.4g} m/s at "
+                f"{NOMAD_FRAME_RATE:g} Hz (or frame_rate = {NOMAD_MAX_V / unit:.4g} Hz), or the robot moves "
+                f"{unit / (NOMAD_MAX_V / NOMAD_FRAME_RATE):.3g}x less than trained; navintent reads the scale from "
+                "OUT.yaml's training_scales"
+            )
+    return out
 
 
 def _training_warnings(model: nn.Module, latent: str | None) -> list[str]:

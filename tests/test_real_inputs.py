@@ -128,10 +128,12 @@ def test_train_with_nomads_own_yaml_applies_it_and_says_what_it_ignores(tmp_path
         f"synth:\n  metric_waypoint_spacing: {ds.metric_waypoint_spacing}\n"
     )
     argv = ["train", "--data_dir", str(data), "--config", str(REAL / "nomad.yaml"), "--batch_size", "2"]
+    argv += ["--preset", "tiny"]
     argv += ["--num_workers", "0"]  # the file asks for 12 (applied when not overridden)
     assert main([*argv, "--max_steps", "1", "--no_progress", "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
     assert "NoMaD key ignored: use_wandb" in err and "NoMaD key ignored: gpu_ids" in err
+    assert "the config's model sizes override --preset tiny: model.encoding_size 32 -> 256" in err
     assert (
         "the config's datasets: block (recon, go_stanford, cory_hall, tartan_drive, sacson) was not used"
         in err

@@ -931,7 +931,19 @@ def resolve_config(
     else:
         config = preset_training_config(args.preset or "nomad")
     if args.config is not None:
+        before = config
         config = TwoStageTrainingConfig.load_yaml(args.config, base=config, notes=notes)
+        if args.preset is not None and notes is not None:
+            changed = [
+                f"{name}.{key} {old!r} -> {new!r}"
+                for name in ("model", "scheduler")
+                for key, old in getattr(before, name).to_dict().items()
+                if (new := getattr(config, name).to_dict()[key]) != old
+            ]
+            if changed:
+                notes.append(
+                    f"the config's model sizes override --preset {args.preset}: " + ", ".join(changed)
+                )
     changes = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
     if args.freeze is not None:
         changes["freeze"] = tuple(args.freeze)

@@ -266,6 +266,7 @@ def test_check_data_config_on_the_released_nomad_yaml_names_every_missing_folder
         assert f"ERROR: /home/<username>/data_splits/{name}/train/traj_names.txt: split file not found" in out
     assert out.count(": dataset folder does not exist") == 5
     assert f"{REAL_NOMAD_YAML}: 5 dataset(s), 15 error(s), 0 warning(s): errors found" in out
+    assert "hint: the datasets' paths still hold the placeholder(s) ['<username>']: edit them" in out
 
 
 def test_check_data_on_a_root_without_splits_says_so(data_root, tmp_path, capsys):

@@ -159,6 +159,16 @@ def test_split_naming_absent_trajectory(data, make_dataset):
         make_dataset(d, s, len_traj_pred=4)
 
 
+def test_unknown_spacing_says_where_to_put_it(data, make_dataset):
+    d, s = data
+    with pytest.raises(
+        ValueError, match=r"dataset 'go2' has no metric_waypoint_spacing \(dataset 'go2' is not in "
+    ):
+        make_dataset(d, s, len_traj_pred=4, dataset_name="go2", metric_waypoint_spacing=None)
+    with pytest.raises(ValueError, match=r"its entry in the config's datasets: block.*navintent check-data"):
+        make_dataset(d, s, len_traj_pred=4, dataset_name="go2", metric_waypoint_spacing=None)
+
+
 def test_wrong_options_for_the_data(data, make_dataset):
     d, s = data
     with pytest.raises(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,6 +354,7 @@ def _check_data(args: argparse.Namespace) -> int:
     for line in notes:
         print(f"WARNING: {line}")
     n_errors, n_warnings = len(errors), len(notes)
+    placeholders = sorted({p for t in targets for p in re.findall(r"<[A-Za-z_]+>", str(t.data_folder))})
     for target in targets:
         check = inspect_dataset(
             target,
@@ -366,6 +368,10 @@ def _check_data(args: argparse.Namespace) -> int:
         n_warnings += len(check.warnings)
     verdict = "errors found" if n_errors else ("usable, with warnings" if n_warnings else "no problems found")
     print(f"{what}: {len(targets)} dataset(s), {n_errors} error(s), {n_warnings} warning(s): {verdict}")
+    if placeholders:
+        print(
+            f"hint: the datasets' paths still hold the placeholder(s) {placeholders}: edit them to your folders"
+        )
     return 1 if n_errors else 0
 
 

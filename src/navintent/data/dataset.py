@@ -188,8 +188,12 @@ class NavDataset(Dataset):
             metric_waypoint_spacing, source = configured_spacing(self.dataset_name, data_config)
             if metric_waypoint_spacing is None:
                 raise ValueError(
-                    f"dataset {self.dataset_name!r} has no metric_waypoint_spacing: {source}; pass "
-                    f"metric_waypoint_spacing= or add it there (known: {[n for n in names if n != 'action_stats']})"
+                    f"dataset {self.dataset_name!r} has no metric_waypoint_spacing ({source}): add "
+                    f"`metric_waypoint_spacing: M` (metres per frame) to its entry in the config's datasets: block, "
+                    f"or `{self.dataset_name}: {{metric_waypoint_spacing: M}}` to a data_config.yaml beside the data; "
+                    f"`navintent check-data {self.data_folder}` measures M (Python: NavDataset("
+                    f"metric_waypoint_spacing=M)). Datasets the data config knows: "
+                    f"{[n for n in names if n != 'action_stats']}"
                 )
         else:
             source = "given with the dataset"

@@ -235,6 +235,21 @@ class DeployStep:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Localisation:
+    """Where the context is on the map: ``closest_node``, ``subgoal_node``, ``window`` (first and last node
+    compared), ``distances`` (predicted temporal distance to each window node), ``reached_goal``, and the window's
+    conditions ``cond [n, E]`` and tokens ``[n, C + 2, E]`` from the one vision pass."""
+
+    closest_node: int
+    subgoal_node: int
+    window: tuple[int, int]
+    distances: np.ndarray
+    reached_goal: bool
+    cond: Tensor
+    tokens: Tensor
+
+
 class _Loop:
     """Shared machinery: the context queue, preprocessing, sampling towards a condition with a latent."""
 
@@ -375,24 +390,34 @@ class TopomapNavigator(_Loop):
         return start, end
 
     @torch.no_grad()
-    def step(self, frame: np.ndarray) -> DeployStep:
-        """Add the newest camera frame (uint8 ``[H, W, 3]``) and plan once (see the class docstring)."""
-        if not self._push(frame):
-            return DeployStep(False, np.zeros(2))
-        t0 = time.perf_counter()
+    def localise(self, context: Sequence[np.ndarray]) -> Localisation:
+        """Localise the observation ``context`` (``context_size + 1`` uint8 frames, oldest first) on the map: one
+        batched vision pass over the window, the closest node (remembered for the next window), the subgoal and
+        whether the goal is reached (module docstring). Also the conditions and tokens of the window's nodes."""
         start, end = self.window()
         goals = self._nodes[start : end + 1]
         n = goals.shape[0]
-        obs = self._images(list(self.context))[None].expand(n, -1, -1, -1)
+        obs = self._images(list(context))[None].expand(n, -1, -1, -1)
         mask = torch.zeros(n, dtype=torch.long, device=self.device)
         cond, tokens = self.policy.encode(obs, goals, mask, return_tokens=True)
         dists = self.policy.predict_distance(cond).flatten().cpu().numpy().astype(np.float64)
         best = int(np.argmin(dists))
         self.closest_node = start + best
         sub = min(best + int(dists[best] < self.close_threshold), n - 1)
-        waypoint, trajectories, z2 = self._plan(cond[sub : sub + 1], tokens[sub : sub + 1], mask[:1])
         at_goal = self.closest_node == self.goal_node
         reached = at_goal and (self.stop_when_closest or dists[best] < self.close_threshold)
+        return Localisation(self.closest_node, start + sub, (start, end), dists, bool(reached), cond, tokens)
+
+    @torch.no_grad()
+    def step(self, frame: np.ndarray) -> DeployStep:
+        """Add the newest camera frame (uint8 ``[H, W, 3]``) and plan once (see the class docstring)."""
+        if not self._push(frame):
+            return DeployStep(False, np.zeros(2))
+        t0 = time.perf_counter()
+        loc = self.localise(self.context)
+        sub = loc.subgoal_node - loc.window[0]
+        mask = torch.zeros(1, dtype=torch.long, device=self.device)
+        waypoint, trajectories, z2 = self._plan(loc.cond[sub : sub + 1], loc.tokens[sub : sub + 1], mask)
         self.steps += 1
         return DeployStep(
             True,
@@ -400,11 +425,11 @@ class TopomapNavigator(_Loop):
             trajectories,
             z2,
             (time.perf_counter() - t0) * 1000.0,
-            closest_node=self.closest_node,
-            subgoal_node=start + sub,
-            window=(start, end),
-            distances=dists,
-            reached_goal=bool(reached),
+            closest_node=loc.closest_node,
+            subgoal_node=loc.subgoal_node,
+            window=loc.window,
+            distances=loc.distances,
+            reached_goal=loc.reached_goal,
         )
 
 

@@ -293,7 +293,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sample",
         help="sample NoMaD trajectories for an observation (built-in corridor by default) and plot them",
-        description=__doc__.split("\n\n")[1],
+        description="Load a policy (a checkpoint, or a preset with random weights), encode the observation context and "
+        "goal once, draw --num-samples trajectories with NoMaD's DDPM loop and write OUT-DIR/sample.png (the "
+        "waypoints on the current frame and top-down) and OUT-DIR/trajectories.pt (metres, robot frame). Without "
+        "--obs a built-in corridor is drawn; with fewer --obs frames than the context needs, the oldest is repeated "
+        "(a robot that stood still); without --goal the goal is masked (exploration). The metric scale is printed "
+        "with its source (navintent.metric_scale).",
     )
     src = p.add_argument_group("policy")
     src.add_argument(

@@ -122,6 +122,35 @@ def test_gradient_wrt_initial_noise_flows():
     assert noise.x_T.grad is not None and noise.x_T.grad.abs().sum() > 0
 
 
+def test_noise_vector_holds_exactly_the_noise_a_sample_depends_on():
+    ddpm = build_sampler(SchedulerConfig())  # NoMaD: 10 DDPM steps, no noise after the last
+    assert ddpm.noisy_steps == list(range(9))
+    noise = ddpm.draw_noise((3, T, A), generator=torch.Generator().manual_seed(0))
+    vec = ddpm.noise_vector(noise)
+    assert vec.shape == (3, T * A * 10)
+    assert torch.equal(vec[:, : T * A], noise.x_T.flatten(1))
+    assert torch.equal(vec[:, T * A :].view(3, 9, T * A), noise.steps[:9].transpose(0, 1).flatten(2))
+    assert torch.equal(ddpm.noise_vector(noise, "x_T"), noise.x_T.flatten(1))
+    # the left-out step noise really is unused: changing it leaves the sample unchanged
+    model = TinyEps()
+    z = torch.randn(3, Z)
+
+    def eps_fn(x, t):
+        return model(x, t, z)
+
+    with torch.no_grad():
+        base = ddpm.sample(eps_fn, noise)
+        changed = SamplerNoise(noise.x_T, noise.steps.clone())
+        changed.steps[9] += 5.0
+        torch.testing.assert_close(ddpm.sample(eps_fn, changed), base, rtol=0, atol=0)
+        changed.steps[8] += 1.0
+        assert (ddpm.sample(eps_fn, changed) - base).abs().max() > 1e-3
+    ddim = build_sampler(SchedulerConfig(), kind="ddim", num_inference_steps=4)  # eta 0: x_T is everything
+    assert ddim.noisy_steps == [] and ddim.noise_vector(ddim.draw_noise((2, T, A))).shape == (2, T * A)
+    with pytest.raises(ValueError, match="noise space must be one of"):
+        ddpm.noise_vector(noise, "steps")
+
+
 def test_straight_through_clip_forward_clamps_backward_identity():
     sampler = build_sampler(SchedulerConfig(), clip="straight_through")
     hard = build_sampler(SchedulerConfig(), clip="hard")

@@ -259,6 +259,43 @@ def test_closed_loop_evaluation_writes_table_json_and_plots(tiny_ckpt, tmp_path)
     assert (tmp_path / "summary.png").is_file()
 
 
+def test_closed_loop_noise_methods_hold_their_optimised_noise(tiny_ckpt):
+    """``noise`` / ``z2+noise`` re-optimise at steps 0 and 4 and execute the HELD best draw in between (the
+    executed noise's log-likelihood stays constant between re-optimisations), unlike ``reference`` (fresh noise
+    every step); ``noise`` also runs on a plain NoMaD policy (z = 0)."""
+    from navintent.objectives import noise_nll
+
+    loaded = load_inference_model(tiny_ckpt)
+    scene = ev.evaluation_scenes(1)[0]
+    free = ev.free_walk(scene, 400)
+    target = ev.target_pedestrian(scene, free)
+    config = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, noise_lr=0.2)
+    common = dict(config=config, metric_scale=0.04, max_steps=6, free=free, target=target, budget_s=0.0)
+    ref_ep, ref_policy = ev.run_episode(loaded, "reference", scene, **common)
+    assert len(set(ref_policy.noise_loglik)) == len(ref_policy.noise_loglik) == 6  # fresh noise every step
+    for method in ("noise", "z2+noise"):
+        ep, policy = ev.run_episode(loaded, method, scene, **common)
+        assert ep.row["steps"] == 6 and policy.reoptimisations == 2
+        ll = policy.noise_loglik
+        assert len(ll) == 6 and len(set(ll[:4])) == 1 and len(set(ll[4:])) == 1 and ll[0] != ll[4]
+        vec = policy.sampler.noise_vector(policy.noise_exec, "all")
+        assert ll[-1] == pytest.approx(-float(noise_nll(vec)[0]), rel=1e-6)
+        assert policy.noise_star.x_T.shape == (2, 8, 2) and policy.noise_exec.x_T.shape == (1, 8, 2)
+        assert ep.row["noise_loglik"] == pytest.approx(float(np.mean(ll)))
+        assert ep.row["z2_loglik"] is not None
+    # a plain NoMaD checkpoint: `noise` needs no encoders (z = 0), `z2+noise` does
+    cfg = preset_training_config("tiny")
+    plain = LoadedModel(NoMaDPolicy(cfg.model).eval(), None, 1, 16, "plain")
+    assert ev.resolve_methods(("nomad", "noise"), plain, explicit=True) == ("nomad", "noise")
+    with pytest.raises(ValueError, match=r"\['z2\+noise'\]"):
+        ev.resolve_methods(("noise", "z2+noise"), plain, explicit=True)
+    ep, policy = ev.run_episode(plain, "noise", scene, **{**common, "max_steps": 2})
+    assert policy.reoptimisations == 1 and ep.row["z2_loglik"] is None and len(policy.noise_loglik) == 2
+    summary = ev.aggregate([ref_ep.row, ep.row])
+    assert summary["noise"]["noise_loglik"] == pytest.approx(ep.row["noise_loglik"])
+    assert "noise log-lik" in ev.markdown_table(summary)
+
+
 def test_experiments_on_a_latent_free_model(tmp_path):
     # z_proj zero-initialised: the latent has no effect, so varying z1 with fixed noise spreads nothing and the
     # executable fraction cannot depend on sigma.
@@ -294,6 +331,8 @@ def test_cli_error_paths(tiny_ckpt, tmp_path, capsys):
     assert "teleport" in capsys.readouterr().err
     assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--scenes", "0"]) == 2
     assert "--scenes" in capsys.readouterr().err
+    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--noise-lr", "0"]) == 2
+    assert "noise_lr must be > 0, got 0.0" in capsys.readouterr().err
     assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--objective", "nonsense:1"]) == 2
     assert "nonsense" in capsys.readouterr().err
     assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--data-dir", str(tmp_path)]) == 2

@@ -221,3 +221,57 @@ def test_every_term_has_finite_gradients(values):
         if out.requires_grad:
             (grad,) = torch.autograd.grad(out.sum(), wp)
             assert torch.isfinite(grad).all(), name
+
+
+# ----------------------------------------------------------------------------------------- noise realism
+def test_noise_nll_hand_values_and_polar_identity():
+    # d = 2, noise (3, 4): r = 5, r^2 / 2 - (d - 1) log r + (d/2 - 1) log 2 + log Gamma(1) = 12.5 - log 5
+    torch.testing.assert_close(
+        obj.noise_nll(torch.tensor([[3.0, 4.0]], dtype=torch.float64)),
+        torch.tensor([12.5 - math.log(5.0)], dtype=torch.float64),
+    )
+    # d = 3, noise (1, 2, 2): r = 3 -> 4.5 - 2 log 3 + 0.5 log 2 + log(sqrt(pi) / 2) = 2.5285668
+    assert float(obj.noise_nll(torch.tensor([[1.0, 2.0, 2.0]], dtype=torch.float64))) == pytest.approx(
+        2.5285668, abs=1e-6
+    )
+    # Any d: the Gaussian NLL of the vector minus the polar Jacobian (d - 1) log r and the sphere's area
+    # S_(d-1) = 2 pi^(d/2) / Gamma(d/2) (computed here with torch.distributions, independently of the formula).
+    g = torch.Generator().manual_seed(0)
+    for d in (1, 7, 160):
+        x = torch.randn(5, d, generator=g, dtype=torch.float64)
+        gauss = -torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(1)
+        log_area = math.log(2.0) + 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d)
+        expected = gauss - (d - 1) * torch.log(x.norm(dim=1)) - log_area
+        torch.testing.assert_close(obj.noise_nll(x), expected)
+
+
+def test_noise_nll_is_a_normalised_density_of_the_norm_with_its_mode_at_sqrt_d_minus_1():
+    for d in (3, 16, 160):
+        r = torch.linspace(1e-4, math.sqrt(d) + 12.0, 200_001, dtype=torch.float64)
+        vec = torch.zeros(r.shape[0], d, dtype=torch.float64)
+        vec[:, 0] = r  # only the norm matters
+        density = torch.exp(-obj.noise_nll(vec))
+        assert float(torch.trapezoid(density, r)) == pytest.approx(1.0, abs=1e-6)
+        assert float(r[density.argmax()]) == pytest.approx(math.sqrt(d - 1), abs=1e-3)
+    # standardised squared norm: (25 - 2) / sqrt(4) for (3, 4)
+    assert float(obj.noise_norm_z(torch.tensor([[3.0, 4.0]]))) == pytest.approx(11.5)
+    with pytest.raises(ValueError, match=r"noise must be \[N, d\] with d >= 1, got shape \(3,\)"):
+        obj.noise_nll(torch.ones(3))
+    with pytest.raises(ValueError, match=r"got shape \(2, 0\)"):
+        obj.noise_norm_z(torch.ones(2, 0))
+
+
+def test_noise_block_nll_sums_the_blocks_and_sees_energy_moved_between_them():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 3 * 16, generator=g, dtype=torch.float64)
+    expected = sum(obj.noise_nll(x[:, 16 * k : 16 * (k + 1)]) for k in range(3))
+    torch.testing.assert_close(obj.noise_block_nll(x, 3), expected)
+    torch.testing.assert_close(obj.noise_block_nll(x, 1), obj.noise_nll(x))
+    # same total norm (so the same noise_nll), energy moved from block 0 to block 2: only the block term rises
+    even = torch.full((1, 48), 1.0, dtype=torch.float64)
+    moved = torch.cat([torch.full((1, 16), 0.5), torch.ones(1, 16), torch.full((1, 16), 1.5**0.5 * 1.0)], 1)
+    moved = moved.double() * (48 / moved.pow(2).sum()).sqrt()
+    torch.testing.assert_close(obj.noise_nll(moved), obj.noise_nll(even))
+    assert float(obj.noise_block_nll(moved, 3) - obj.noise_block_nll(even, 3)) > 1.0
+    with pytest.raises(ValueError, match=r"d a positive multiple of blocks=5, got shape \(2, 12\)"):
+        obj.noise_block_nll(torch.ones(2, 12), 5)

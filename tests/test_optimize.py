@@ -12,17 +12,19 @@ import torch
 
 from navintent.cli import main
 from navintent.config import IntentConfig, SchedulerConfig, preset_model_config
-from navintent.diffusion import build_sampler
+from navintent.diffusion import SamplerNoise, build_sampler
 from navintent.models.intent import TwoStageIntentModel
-from navintent.objectives import Objective
+from navintent.objectives import Objective, noise_nll
 from navintent.optimize import (
     DiffusionAdapter,
     Scenarios,
     Z2OptimConfig,
     best_of_n,
     cem,
+    evaluate_method,
     guided_baseline,
     optimize_adam,
+    optimize_noise,
     plain,
     sim_scenarios,
     validate_data_sample,
@@ -84,6 +86,81 @@ def test_gradient_wrt_z2_matches_finite_differences_float64():
             minus = adapter.loss_given_z2(z2 - h * direction).loss.sum()
             fd = (plus - minus) / (2 * h)
             torch.testing.assert_close((grad * direction).sum(), fd, atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_wrt_noise_matches_finite_differences_float64():
+    """The noise methods' loss (objective + weight * noise_nll over x_T and every used step noise) differentiated
+    through the whole chain, against central differences, in float64 on the tiny model."""
+    model = _tiny_model().double()
+    adapter = _adapter(model, clip="none", dtype=torch.float64)
+    weight = 0.5
+
+    def loss(noise: SamplerNoise) -> torch.Tensor:
+        out = adapter.loss_given_z2(adapter.z2_init, noise=noise)
+        return (out.loss + weight * adapter.noise_nll(noise).mean(1)).sum()
+
+    x_T = adapter.noise.x_T.clone().requires_grad_(True)
+    steps = adapter.noise.steps.clone().requires_grad_(True)
+    g_x, g_s = torch.autograd.grad(loss(SamplerNoise(x_T, steps)), (x_T, steps))
+    assert g_x.abs().sum() > 0 and g_s[:-1].abs().sum() > 0
+    assert g_s[-1].abs().max() == 0  # DDPM adds no noise after the last step
+    h = 1e-6
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for _ in range(3):
+            dx = torch.randn(x_T.shape, generator=g, dtype=torch.float64)
+            ds = torch.randn(steps.shape, generator=g, dtype=torch.float64)
+            plus = loss(SamplerNoise(x_T + h * dx, steps + h * ds))
+            minus = loss(SamplerNoise(x_T - h * dx, steps - h * ds))
+            fd = (plus - minus) / (2 * h)
+            torch.testing.assert_close((g_x * dx).sum() + (g_s * ds).sum(), fd, atol=1e-6, rtol=1e-5)
+
+
+def test_noise_methods_lower_the_loss_and_live_on_their_own_draws(model):
+    adapter = _adapter(model, clip="hard")  # hard clip: see test_adam_and_baselines_improve_on_plain
+    cfg = Z2OptimConfig(noise_lr=0.1, noise_nll_weight=0.03, lr=0.2)
+    start = plain(adapter).loss + 0.03 * adapter.noise_nll(adapter.noise).mean(1)
+    res = optimize_noise(adapter, 1.0, cfg, progress=False)
+    joint = optimize_noise(adapter, 1.0, cfg, with_z2=True, progress=False)
+    for r in (res, joint):
+        assert len(r.history) >= 2 and r.evaluations == len(r.history) + 1
+        assert r.history[0] == pytest.approx(float(start.mean()), rel=1e-5)  # started at the fixed draws
+        assert (r.loss <= start + 1e-6).all() and r.loss.mean() < start.mean() - 0.01
+        assert r.noise.x_T.shape == adapter.noise.x_T.shape and not torch.equal(
+            r.noise.x_T, adapter.noise.x_T
+        )
+        # the kept loss is the loss of the kept noise and z2, recomputed independently
+        recomputed = adapter.loss_given_z2(r.z2, noise=r.noise).loss + 0.03 * noise_nll(
+            adapter.sampler.noise_vector(r.noise)
+        ).view(B, 2).mean(1)
+        torch.testing.assert_close(r.loss, recomputed.detach(), atol=1e-5, rtol=1e-5)
+        assert r.noise.steps[-1].equal(adapter.noise.steps[-1])  # the unused last step noise is untouched
+    assert torch.equal(res.z2, adapter.z2_init) and not torch.equal(joint.z2, adapter.z2_init)
+    # evaluation: the optimisation draws are the method's own noise; fresh draws make `noise` plain sampling
+    on_opt = evaluate_method(adapter, res, None, 0.5)
+    torch.testing.assert_close(on_opt["waypoints"], adapter.loss_given_z2(res.z2, noise=res.noise).waypoints)
+    fresh = adapter.draw_noise(3, torch.Generator().manual_seed(9))
+    base = plain(adapter)
+    torch.testing.assert_close(
+        evaluate_method(adapter, res, fresh, 0.5)["objective"],
+        evaluate_method(adapter, base, fresh, 0.5)["objective"],
+    )
+    # the noise realism reported is noise_nll of the noise actually sampled from (and per step: x_T + 9 steps)
+    torch.testing.assert_close(on_opt["realism"]["noise_nll"], adapter.noise_nll(res.noise).mean(1))
+    blocks = torch.cat([res.noise.x_T.unsqueeze(0), res.noise.steps[:9]]).flatten(2)  # [10, B*M, T*A]
+    per_step = noise_nll(blocks.flatten(0, 1)).view(10, B, 2).sum(0).mean(1)
+    torch.testing.assert_close(on_opt["realism"]["noise_step_nll"], per_step)
+    x_only = optimize_noise(adapter, 0.0, cfg.replace(noise_space="x_T"), progress=False)
+    assert x_only.evaluations == 2 and torch.equal(x_only.noise.steps, adapter.noise.steps)
+    x_nll = noise_nll(x_only.noise.x_T.flatten(1)).view(B, 2).mean(1)  # realism over x_T alone
+    x_loss = adapter.loss_given_z2(adapter.z2_init, noise=x_only.noise).loss + 0.03 * x_nll
+    torch.testing.assert_close(x_only.loss, x_loss.detach(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="noise_space must be one of"):
+        Z2OptimConfig(noise_space="steps")
+    with pytest.raises(ValueError, match="noise_lr must be > 0, got 0.0"):
+        Z2OptimConfig(noise_lr=0.0)
+    with pytest.raises(ValueError, match="noise_nll_weight must be a non-negative number, got -1"):
+        Z2OptimConfig(noise_nll_weight=-1)
 
 
 def test_one_vision_pass_and_one_unet_call_per_denoising_step(model, monkeypatch):
@@ -187,10 +264,12 @@ def test_cli_writes_documented_files(files, tmp_path):
     z2 = torch.load(out / "z2_optimized.pt", weights_only=True)
     assert z2.shape == (B, 8) and z2.dtype == torch.float32
     traj = torch.load(out / "trajectories.pt", weights_only=True)
-    for key in ("nominal", "optimized", "best_of_n", "cem", "guided"):
+    for key in ("nominal", "optimized", "best_of_n", "cem", "guided", "noise", "z2+noise"):
         assert traj[key].shape == (B, 2, T, 2), key
-    for key in ("plain", "adam", "best_of_n", "cem", "guided"):
+    for key in ("plain", "adam", "best_of_n", "cem", "guided", "noise", "z2+noise"):
         assert traj["eval"][key].shape == (B, 3, T, 2), key
+    assert set(traj["optimized_noise"]) == {"noise", "z2+noise"}
+    assert traj["optimized_noise"]["noise"]["x_T"].shape == (B * 2, T, 2)
     torch.testing.assert_close(traj["z2"]["adam"], z2)
     assert traj["agents"].shape == (B, T, 2, 2)
     report = json.loads((out / "report.json").read_text())
@@ -204,7 +283,21 @@ def test_cli_writes_documented_files(files, tmp_path):
         "attack_success",
     ):
         assert key in row, key
-    assert set(row["realism_eval_draws"]) == {"z2_encoder", "dynamics", "z2_nll", "z1_nll"}
+    assert set(row["realism_eval_draws"]) == {
+        "z2_encoder", "dynamics", "z2_nll", "z1_nll", "noise_nll", "noise_norm_z", "noise_step_nll"
+    }  # fmt: skip
+    summary = report["summary"]
+    assert list(summary) == ["adam", "best_of_n", "cem", "guided", "noise", "z2+noise", "plain"]
+    assert summary["noise"]["optimises_noise"] and not summary["adam"]["optimises_noise"]
+    for sc in report["scenarios"]:
+        noise, base = sc["methods"]["noise"], sc["methods"]["plain"]
+        # on fresh draws the noise method IS plain sampling; on its own draws it is not
+        assert noise["min_distance_eval_draws"] == pytest.approx(base["min_distance_eval_draws"], abs=1e-6)
+        assert noise["objective_eval_draws"] == pytest.approx(base["objective_eval_draws"], abs=1e-6)
+        assert noise["realism_opt_draws"]["noise_nll"] != base["realism_opt_draws"]["noise_nll"]
+        assert noise["z2_norm"] == pytest.approx(base["z2_norm"])
+    per = [sc["methods"]["noise"]["min_distance_opt_draws"] for sc in report["scenarios"]]
+    assert summary["noise"]["min_distance_opt_draws_mean"] == pytest.approx(sum(per) / len(per), rel=1e-9)
     assert report["scenarios"][0]["before"] == report["scenarios"][0]["methods"]["plain"]
     assert report["z2_stats"] is True and report["objective"] == OBJECTIVE.replace("1.0", "1")
     for method, row in report["summary"].items():  # summary = means over the scenarios

@@ -31,6 +31,14 @@ random tiny model in ``tests/test_optimize.py``: Adam rose 0.111 -> 0.370 with i
 ``optimize_adam`` keeps the best z2 seen, so a bad surrogate never returns a worse z2 than the start; if it makes
 no progress on your model, try ``--clip hard``.
 
+Optimising the noise (Diffusion Noise Optimization, Karunratanakul et al., CVPR 2024: the initial noise of an ODE
+sampler optimised through the whole chain). With the noise held fixed, a sample is a deterministic, differentiable
+function of the noise too: give ``x_T`` and/or ``steps`` ``requires_grad``. DNO uses a deterministic (ODE/DDIM)
+sampler, where ``x_T`` is all of the randomness; NoMaD's DDPM adds fresh noise after every step but the last, so
+there ``x_T`` alone is part of it. :meth:`DifferentiableSampler.noise_vector` flattens the noise a sample depends
+on (``space="all"``: ``x_T`` and every step noise with ``sigma > 0``; ``"x_T"``: the initial noise only) for a
+realism term such as :func:`navintent.objectives.noise_nll`.
+
 Shapes: samples are normalised action deltas ``[N, T, A]`` (see :mod:`navintent.actions`); ``N`` is any
 batch, e.g. scenarios x noise draws flattened scenario-major.
 """
@@ -50,6 +58,9 @@ EpsFn = Callable[[Tensor, int], Tensor]
 
 ClipMode = Literal["straight_through", "hard", "none"]
 CLIP_MODES: tuple[str, ...] = ("straight_through", "hard", "none")
+NOISE_SPACES: tuple[str, ...] = ("all", "x_T")
+"""What of a :class:`SamplerNoise` counts as the optimised noise: ``"all"`` (x_T and the used step noises) or
+``"x_T"``."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,10 @@ class SamplerNoise:
         return SamplerNoise(
             self.x_T.to(device=device, dtype=dtype), self.steps.to(device=device, dtype=dtype)
         )
+
+    def detach(self) -> SamplerNoise:
+        """Copies of ``x_T`` and ``steps`` cut from the graph (no ``requires_grad``)."""
+        return SamplerNoise(self.x_T.detach().clone(), self.steps.detach().clone())
 
 
 def _straight_through_clamp(x: Tensor, bound: float) -> Tensor:
@@ -219,6 +234,26 @@ class DifferentiableSampler:
     ) -> SamplerNoise:
         """A :class:`SamplerNoise` with one step noise per denoising step of this sampler."""
         return SamplerNoise.draw(shape, self.num_steps, generator=generator, device=device, dtype=dtype)
+
+    @property
+    def noisy_steps(self) -> list[int]:
+        """Indices ``k`` of the steps that add noise (``sigma > 0``): their ``SamplerNoise.steps[k]`` matter."""
+        return [k for k, c in enumerate(self.coefficients) if c.sigma > 0]
+
+    def noise_vector(self, noise: SamplerNoise, space: str = "all") -> Tensor:
+        """The noise a sample depends on, one flattened row per sample: ``[N, d]``.
+
+        ``space="all"``: ``x_T`` then ``steps[k]`` for every ``k`` in :attr:`noisy_steps` (unused entries, e.g.
+        DDPM's last step, are left out), ``d = T * A * (1 + len(noisy_steps))``; ``"x_T"``: ``d = T * A``.
+        Differentiable. Raises ``ValueError`` for another ``space`` or a noise of the wrong step count.
+        """
+        if space not in NOISE_SPACES:
+            raise ValueError(f"noise space must be one of {NOISE_SPACES}, got {space!r}")
+        self._check_noise(noise)
+        parts = [noise.x_T.flatten(1)]
+        if space == "all":
+            parts += [noise.steps[k].flatten(1) for k in self.noisy_steps]
+        return torch.cat(parts, dim=1)
 
     def clip_x0(self, x0: Tensor) -> Tensor:
         if self.clip_range is None or self.clip == "none":

@@ -19,7 +19,13 @@ the PD follower):
   ``opt_steps`` steps warm-started from the previous optimum; best-of-N and CEM (also warm-started) and the guidance
   scale sweep get the same wall-clock budget per re-optimisation as Adam's mean in that scene (``budget_s`` = 0; 1 s
   when Adam is not evaluated) or ``budget_s`` seconds. Between re-optimisations z2 is held; ``guided`` re-runs guided sampling every step with the
-  scale it chose. Executed trajectories are fresh samples (new noise each step), NoMaD's DDPM with its hard clip.
+  scale it chose. Executed trajectories are fresh samples (new noise each step), NoMaD's DDPM with its hard clip;
+- ``noise`` (Diffusion Noise Optimization, :func:`navintent.optimize.optimize_noise`): z2 = Encoder2's output as
+  in ``reference`` every step (no latent for a plain NoMaD checkpoint: z = 0, which is NoMaD exactly), and every
+  ``replan_every`` steps the noise of ``draws`` draws is optimised (warm-started from the previous optimum) at the
+  same budget as the baselines; ``z2+noise`` optimises z2 and the noise together. A noise-optimised result exists
+  only for its own noise, so between re-optimisations these two execute samples from the HELD noise of the best
+  draw (lowest loss of the last re-optimisation) with the current observation, instead of fresh noise.
 
 The target pedestrian of a scene is the one whose robot-free walk (see below) passes closest to the expert's plan.
 
@@ -38,7 +44,9 @@ Metrics per episode (aggregated per method in :func:`aggregate`):
   ``max(0, 1 - |v| / |v_free|)`` — how much they slowed down (:func:`interaction_intensity`);
 - z1 log-likelihood under the prior N(0, I) and z2 log-likelihood under the Gaussian fitted to training z2 (the
   checkpoint's ``z2_stats``), nats, averaged over the control steps (None where a method has no latent or the
-  checkpoint has no statistics);
+  checkpoint has no statistics); noise log-likelihood: minus :func:`navintent.objectives.noise_nll` (the chi
+  log-density of the norm of the noise the executed sample came from, over ``noise_space``), nats, averaged over
+  the control steps (fresh N(0, I) noise for every method but the noise-optimising ones);
 - dynamics-limit violations: fraction of control steps whose planned trajectory breaks the limits of
   :func:`navintent.objectives.dynamics` (speed 0.3 m/s, acceleration 0.5 m/s^2, turn rate 0.6 rad/s: a little above
   the robot's 0.2 m/s, 0.4 rad/s, as in the optimiser's realism term). The executed commands are always within the
@@ -89,9 +97,12 @@ if TYPE_CHECKING:  # torch-free import for the CLI registry
     from navintent.checkpoint import LoadedModel
 
 EVAL_SEED_BASE = 1_000_000
-METHODS: tuple[str, ...] = ("expert", "nomad", "prior", "reference", "adam", "best_of_n", "cem", "guided")
-LATENT_METHODS: tuple[str, ...] = ("prior", "reference", "adam", "best_of_n", "cem", "guided")
-STEERING_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided")
+METHODS: tuple[str, ...] = (
+    "expert", "nomad", "prior", "reference", "adam", "best_of_n", "cem", "guided", "noise", "z2+noise",
+)  # fmt: skip
+LATENT_METHODS: tuple[str, ...] = ("prior", "reference", "adam", "best_of_n", "cem", "guided", "z2+noise")
+STEERING_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise")
+NOISE_STEERING: tuple[str, ...] = ("noise", "z2+noise")
 NOMINAL = "reference"
 DEFAULT_OBJECTIVE = "softmin_dist:1.0,dynamics:0.1,z2_encoder:0.01"
 DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
@@ -108,7 +119,9 @@ class EvalConfig(ConfigBase):
     attack success distance (m, centre to centre). metric_scale: metres per normalised unit (0 = resolved by
     :func:`navintent.metric_scale.resolve_metric_scale` from the checkpoint: its training data's scale, else NoMaD's
     deployment rule ``max_v / frame_rate``). waypoint_index: the waypoint the
-    follower tracks (NoMaD: 2). max_plots: scenes that get a trajectory plot.
+    follower tracks (NoMaD: 2). max_plots: scenes that get a trajectory plot. noise_lr / noise_nll_weight /
+    noise_space: the noise methods' Adam learning rate, noise realism weight and optimised noise
+    (:class:`navintent.optimize.Z2OptimConfig`). Invalid values raise ``ValueError`` naming field and value.
     """
 
     scenes: int = 8
@@ -128,16 +141,21 @@ class EvalConfig(ConfigBase):
     metric_scale: float = 0.0
     waypoint_index: int = 2
     max_plots: int = 4
+    noise_lr: float = 0.05
+    noise_nll_weight: float = 0.03
+    noise_space: str = "all"
 
     def __post_init__(self) -> None:
         for name in ("scenes", "replan_every", "opt_steps", "draws", "min_steps", "max_episode_steps"):
             check_positive_int(name, getattr(self, name))
         for name in ("seed", "waypoint_index", "max_plots"):
             check_non_negative_int(name, getattr(self, name))
-        for name in ("step_factor", "lr", "safety_radius"):
+        for name in ("step_factor", "lr", "safety_radius", "noise_lr"):
             check_positive_number(name, getattr(self, name))
-        for name in ("budget_s", "lambda_cfg", "metric_scale"):
+        for name in ("budget_s", "lambda_cfg", "metric_scale", "noise_nll_weight"):
             check_non_negative_number(name, getattr(self, name))
+        if self.noise_space not in ("all", "x_T"):
+            raise ValueError(f"noise_space must be 'all' or 'x_T', got {self.noise_space!r}")
         self.methods = tuple(self.methods)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
@@ -227,6 +245,7 @@ def aggregate(
             "interaction_speed_deficit": _mean([e["interaction_speed_deficit"] for e in rows]),
             "z1_loglik": _mean([e["z1_loglik"] for e in rows]),
             "z2_loglik": _mean([e["z2_loglik"] for e in rows]),
+            "noise_loglik": _mean([e.get("noise_loglik") for e in rows]),
             "dynamics_violation_rate": _mean([e["dynamics_violation_rate"] for e in rows]),
             "steps_to_goal": float(np.mean(reached)) if reached else None,
             "seconds_per_scenario": float(np.mean([e["seconds"] for e in rows])),
@@ -247,6 +266,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("interaction_speed_deficit", "ped. slow-down", "pct"),
     ("z1_loglik", "z1 log-lik", ".1f"),
     ("z2_loglik", "z2 log-lik", ".1f"),
+    ("noise_loglik", "noise log-lik", ".1f"),
     ("dynamics_violation_rate", "dyn. viol.", "pct"),
     ("steps_to_goal", "steps to goal", ".0f"),
     ("seconds_per_scenario", "s / scenario", ".1f"),
@@ -433,8 +453,9 @@ def _prep_frames(frames: np.ndarray, image_size) -> np.ndarray:
 class ClosedLoopPolicy:
     """``policy_fn`` for :func:`navintent.sim.rollout.rollout` implementing one method (module docstring).
 
-    After the episode: ``z1_loglik`` / ``z2_loglik`` / ``dynamics`` lists per control step, ``reoptimisations``,
-    ``optimisation_seconds`` (per re-optimisation).
+    After the episode: ``z1_loglik`` / ``z2_loglik`` / ``noise_loglik`` / ``plans`` lists per control step,
+    ``reoptimisations``, ``optimisation_seconds`` (per re-optimisation). Noise methods hold ``noise_star`` (the
+    optimised noise of all draws, the next warm start) and ``noise_exec`` (the best draw's, executed).
     """
 
     def __init__(
@@ -470,7 +491,8 @@ class ClosedLoopPolicy:
         self.dt_wp = scene.config.robot.dt * loaded.waypoint_spacing
         self.opt_config = Z2OptimConfig(
             steps=config.opt_steps, lr=config.lr, draws=config.draws, lambda_cfg=config.lambda_cfg,
-            dt=self.dt_wp, success_radius=config.safety_radius,
+            dt=self.dt_wp, success_radius=config.safety_radius, noise_lr=config.noise_lr,
+            noise_nll_weight=config.noise_nll_weight, noise_space=config.noise_space,
         )  # fmt: skip
         self.budget_s = budget_s
         self.progress = progress
@@ -480,6 +502,9 @@ class ClosedLoopPolicy:
         self.guide_scale = None
         self.z1_loglik: list[float] = []
         self.z2_loglik: list[float] = []
+        self.noise_loglik: list[float] = []
+        self.noise_star = None
+        self.noise_exec = None
         self.plans: list[np.ndarray] = []
         self.reoptimisations = 0
         self.optimisation_seconds: list[float] = []
@@ -509,7 +534,7 @@ class ClosedLoopPolicy:
             metric_scale=torch.tensor([self.metric_scale], device=self.device),
             goal_mask=torch.zeros(1, dtype=torch.long, device=self.device),
             ref_traj=ref,
-            ref_mask=torch.ones(1, device=self.device),
+            ref_mask=None if ref is None else torch.ones(1, device=self.device),
             agents=self._target_future(),
             agents_mask=torch.ones(1, 1, device=self.device),
             z1=z1,
@@ -517,7 +542,7 @@ class ClosedLoopPolicy:
         return DiffusionAdapter(
             self.model, sc, Objective(self.config.objective), sampler=self.opt_sampler, draws=self.config.draws,
             lambda_cfg=self.config.lambda_cfg, dt=self.dt_wp, z2_stats=self.loaded.z2_stats,
-            generator=self.generator,
+            generator=self.generator, noise_space=self.config.noise_space,
         )  # fmt: skip
 
     def _reoptimise(self, adapter) -> None:
@@ -525,10 +550,18 @@ class ClosedLoopPolicy:
 
         start = time.perf_counter()
         budget = self.budget_s if self.budget_s is not None else 1.0
-        if self.z2_star is not None and self.method != "guided":
+        if self.z2_star is not None and self.method not in ("guided", "noise"):
             adapter.z2_init = self.z2_star.clone()  # warm start (the realism anchor stays Encoder2's output)
+        if self.noise_star is not None:
+            adapter.noise = self.noise_star  # warm start from the previous optimised noise
         if self.method == "adam":
             result = optimize.optimize_adam(adapter, self.opt_config, progress=False)
+        elif self.method in NOISE_STEERING:
+            result = optimize.optimize_noise(
+                adapter, budget, self.opt_config, with_z2=self.method == "z2+noise", progress=False
+            )
+            self.noise_star = result.noise
+            self.noise_exec = self._best_draw(adapter, result)
         elif self.method == "best_of_n":
             result = optimize.best_of_n(adapter, budget, self.opt_config, self.generator)
         elif self.method == "cem":
@@ -540,16 +573,38 @@ class ClosedLoopPolicy:
         self.reoptimisations += 1
         self.optimisation_seconds.append(time.perf_counter() - start)
 
-    def _sample(self, cond, z2):
+    def _best_draw(self, adapter, result):
+        """The optimised draw with the lowest loss (objective + weighted noise realism) as a one-row noise."""
+        import torch
+
+        from navintent.diffusion import SamplerNoise
+
+        with torch.no_grad():
+            per_draw = adapter.loss_given_z2(result.z2, noise=result.noise).per_draw[0]
+            nll = adapter.noise_nll(result.noise, self.opt_config.noise_space)[0]
+            per_draw = per_draw + self.opt_config.noise_nll_weight * nll
+        k = int(per_draw.argmin())
+        return SamplerNoise(result.noise.x_T[k : k + 1].clone(), result.noise.steps[:, k : k + 1].clone())
+
+    def _record_noise(self, noise) -> None:
+        from navintent.objectives import noise_nll
+
+        vec = self.sampler.noise_vector(noise, self.config.noise_space)
+        self.noise_loglik.append(-float(noise_nll(vec)[0]))
+
+    def _sample(self, cond, z2, noise=None):
+        """One executed sample: waypoints ``[T, 2]`` (m) from ``noise`` (None: a fresh draw)."""
         import torch
 
         from navintent.diffusion import policy_eps_fn
         from navintent.objectives import deltas_to_metric
 
         cfg = self.model.config
-        noise = self.sampler.draw_noise(
-            (1, cfg.len_traj_pred, cfg.action_dim), generator=self.generator, device=self.device
-        )
+        if noise is None:
+            noise = self.sampler.draw_noise(
+                (1, cfg.len_traj_pred, cfg.action_dim), generator=self.generator, device=self.device
+            )
+        self._record_noise(noise)
         lam = self.config.lambda_cfg if z2 is not None else 0.0
         with torch.no_grad():
             x = self.sampler.sample(policy_eps_fn(self.model, cond, z2, lambda_cfg=lam), noise)
@@ -572,7 +627,7 @@ class ClosedLoopPolicy:
         z1 = z2 = ref = None
         if self.method == "prior":
             z1 = torch.zeros(1, self.model.z1_dim, device=self.device)
-        elif self.method != "nomad":
+        elif self.method != "nomad" and self.loaded.is_intent:
             plan = reference_from_plan(
                 self.scene.path, self.observer.poses[-1], self.loaded.ref_horizon, self.metric_scale,
                 self.model.intent_config.ref_dim,
@@ -590,12 +645,16 @@ class ClosedLoopPolicy:
                 if step % self.config.replan_every == 0:
                     self._reoptimise(adapter)
                 if self.method == "guided":
-                    out = adapter.guided(self.guide_scale, noise=adapter.draw_noise(1, self.generator))
+                    noise = adapter.draw_noise(1, self.generator)
+                    self._record_noise(noise)
+                    out = adapter.guided(self.guide_scale, noise=noise)
                     waypoints = out.waypoints[0, 0].detach()
-            if self.method != "guided":
+            if self.method not in ("guided", "noise"):
                 z2 = self.z2_star
+            if self.method == "noise" and z2 is None:  # a plain policy: the adapter's z = 0
+                z2 = torch.zeros(1, self.model.z_dim, device=self.device)
         if waypoints is None:
-            waypoints = self._sample(cond, z2)
+            waypoints = self._sample(cond, z2, self.noise_exec)
         if z1 is not None:
             self.z1_loglik.append(-float(0.5 * z1.pow(2).sum() + 0.5 * z1.shape[1] * math.log(2 * math.pi)))
         if z2 is not None and self.loaded.z2_stats is not None:
@@ -635,6 +694,7 @@ def _episode_row(
         "seconds": float(seconds),
         "z1_loglik": None,
         "z2_loglik": None,
+        "noise_loglik": None,
         "dynamics_violation_rate": None,
         "reoptimisations": 0,
         "optimisation_seconds": None,
@@ -643,6 +703,7 @@ def _episode_row(
     if policy is not None:
         row["z1_loglik"] = _mean(policy.z1_loglik)
         row["z2_loglik"] = _mean(policy.z2_loglik)
+        row["noise_loglik"] = _mean(policy.noise_loglik)
         if policy.plans:
             row["dynamics_violation_rate"] = float(
                 dynamics_violations(np.stack(policy.plans), policy.dt_wp).mean()
@@ -1130,7 +1191,8 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
             replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
             objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
             lambda_cfg=args.lambda_cfg, metric_scale=scale.metres_per_unit, step_factor=args.step_factor,
-            max_plots=args.max_plots, max_episode_steps=args.max_episode_steps,
+            max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
+            noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space,
         )  # fmt: skip
         from navintent.objectives import Objective
 
@@ -1188,7 +1250,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="closed-loop evaluation in the built-in world: NoMaD, prior/reference latents, z2 steering methods",
         description="Closed loop in K held-out scenes of the built-in world for every method (expert, plain NoMaD, "
         "z1 from the prior / from the expert's plan, and z2 steered towards a target pedestrian by Adam, best-of-N, "
-        "CEM or guided diffusion, re-optimised every --replan-every steps). Writes metrics.json, results.md and "
+        "CEM or guided diffusion, or the diffusion noise optimised (noise, z2+noise), re-optimised every "
+        "--replan-every steps). Writes metrics.json, results.md and "
         "plots; definitions in the navintent.evaluate module docstring.",
     )
     _common_arguments(p)
@@ -1212,6 +1275,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--safety-radius", type=float, default=EvalConfig.safety_radius, help="attack success radius (m)"
     )
     p.add_argument("--lambda-cfg", type=float, default=0.0, help="classifier-free guidance weight")
+    p.add_argument(
+        "--noise-lr",
+        type=float,
+        default=EvalConfig.noise_lr,
+        help="Adam learning rate on the noise (noise methods)",
+    )
+    p.add_argument(
+        "--noise-nll-weight",
+        type=float,
+        default=EvalConfig.noise_nll_weight,
+        help="weight of the noise realism term noise_nll in the noise methods' loss",
+    )
+    p.add_argument(
+        "--noise-space",
+        choices=("all", "x_T"),
+        default=EvalConfig.noise_space,
+        help="noise the noise methods optimise: all (x_T and every step noise) or x_T",
+    )
     p.add_argument(
         "--step-factor", type=float, default=EvalConfig.step_factor, help="episode limit / expert steps"
     )

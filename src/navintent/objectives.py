@@ -16,6 +16,9 @@ Objectives are written as a spec string ``"name:weight[@key=value;key=value],...
 :class:`ObjectiveSpec` and :class:`Objective` evaluates the weighted sum. A user term is
 ``"user:1.0@fn=package.module:function"``; the function gets ``(waypoints, ctx, **other_params)``.
 
+The noise realism :func:`noise_nll` acts on the diffusion noise, not on waypoints, so it is no ``TERMS`` entry:
+:mod:`navintent.optimize` adds it, weighted by ``noise_nll_weight``, for the methods that optimise the noise.
+
 Masks: ``agents_mask`` is ``[N, K]`` or ``[N, T, K]`` (1 = valid). Distances to masked agents are left
 out; a sample with no valid agent gets 0 for the agent terms (constant, no gradient).
 """
@@ -377,6 +380,63 @@ def z1_nll(waypoints: Tensor, ctx: ObjectiveContext) -> Tensor:
     """Negative log-likelihood of ``z1`` under the prior ``N(0, I)``."""
     z1 = ctx.need("z1")
     return 0.5 * z1.pow(2).sum(-1) + 0.5 * z1.shape[-1] * math.log(2 * math.pi)
+
+
+def noise_nll(noise: Tensor) -> Tensor:
+    """Realism of diffusion noise: negative log-likelihood (nats) of its norm under N(0, I), ``[N, d] -> [N]``.
+
+    ``noise [N, d]``: one flattened noise vector per row (``d >= 1`` entries that are i.i.d. N(0, 1) when the noise is
+    drawn, e.g. :meth:`navintent.diffusion.DifferentiableSampler.noise_vector`). With ``r = ||noise||_2`` this is
+    the negative log-density of the chi distribution with ``d`` degrees of freedom,
+    ``p(r) = r^(d-1) exp(-r^2 / 2) / (2^(d/2 - 1) Gamma(d/2))`` (the law of the norm of a standard normal vector;
+    e.g. Johnson, Kotz & Balakrishnan, *Continuous Univariate Distributions* vol. 1, ch. 18)::
+
+        noise_nll = r^2 / 2 - (d - 1) log r + (d/2 - 1) log 2 + log Gamma(d/2)
+
+    Why the norm and not ``0.5 ||noise||^2``: the Gaussian density is highest at 0, but in ``d`` dimensions its mass
+    sits on the shell ``r ~ sqrt(d)``; penalising ``0.5 ||noise||^2`` pulls optimised noise to the origin, where
+    no draw ever lands. In polar coordinates ``-log p(noise) = noise_nll(r) + log S_(d-1)`` (``S_(d-1)`` the area of
+    the unit sphere, a constant): the direction of a standard normal vector is uniform and independent of ``r``,
+    so every direction is equally likely and the norm carries the whole likelihood. The minimum is at
+    ``r = sqrt(d - 1)``, near it the term grows like ``(r - sqrt(d - 1))^2`` (the chi's sd is about
+    ``1 / sqrt(2)``). The term constrains the norm only, not correlations between entries.
+    Raises ``ValueError`` for a tensor that is not ``[N, d]`` with ``d >= 1``.
+    """
+    if noise.dim() != 2 or noise.shape[1] < 1:
+        raise ValueError(f"noise must be [N, d] with d >= 1, got shape {tuple(noise.shape)}")
+    d = noise.shape[1]
+    sq = noise.pow(2).sum(-1)
+    log_r = 0.5 * torch.log(sq + 1e-30)
+    const = (0.5 * d - 1) * math.log(2.0) + math.lgamma(0.5 * d)
+    return 0.5 * sq - (d - 1) * log_r + const
+
+
+def noise_block_nll(noise: Tensor, blocks: int) -> Tensor:
+    """:func:`noise_nll` summed over ``blocks`` equal consecutive parts of each row: ``[N, d] -> [N]`` (nats).
+
+    With the blocks of :meth:`navintent.diffusion.DifferentiableSampler.noise_vector` (``x_T`` and each step
+    noise, ``T * A`` entries each) this is the negative log-likelihood of the per-step norms, each chi with
+    ``d / blocks`` degrees of freedom and independent under N(0, I). It sees what the total-norm term cannot: a
+    noise that keeps its overall norm but moves energy between denoising steps. ``blocks = 1`` is
+    :func:`noise_nll`. Raises ``ValueError`` unless ``noise`` is ``[N, d]`` with ``d`` a positive multiple of
+    ``blocks >= 1``.
+    """
+    if noise.dim() != 2 or blocks < 1 or noise.shape[1] < blocks or noise.shape[1] % blocks:
+        raise ValueError(
+            f"noise must be [N, d] with d a positive multiple of blocks={blocks}, got shape {tuple(noise.shape)}"
+        )
+    n, d = noise.shape
+    return noise_nll(noise.reshape(n * blocks, d // blocks)).view(n, blocks).sum(1)
+
+
+def noise_norm_z(noise: Tensor) -> Tensor:
+    """Standardised squared norm ``(||noise||^2 - d) / sqrt(2 d)`` of ``noise [N, d]`` -> ``[N]``: under N(0, I)
+    ``||noise||^2`` is chi-square with mean ``d`` and variance ``2 d``, so this is about N(0, 1) for drawn noise
+    (|z| > 3 is rare). Raises ``ValueError`` for a tensor that is not ``[N, d]`` with ``d >= 1``."""
+    if noise.dim() != 2 or noise.shape[1] < 1:
+        raise ValueError(f"noise must be [N, d] with d >= 1, got shape {tuple(noise.shape)}")
+    d = noise.shape[1]
+    return (noise.pow(2).sum(-1) - d) / math.sqrt(2 * d)
 
 
 def dynamics(

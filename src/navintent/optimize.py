@@ -33,7 +33,24 @@ scaled to the data, so the optimised z2 stays where training z2 lives without a 
 - ``guided``: per-step guidance on the noisy sample (CTG-style, :meth:`DifferentiableSampler.guided_sample`) with
   z2 = z2_0; it sweeps guidance scales (the configured ladder, then log-uniform draws inside it) and keeps the
   best per scenario.
+- ``noise``: Diffusion Noise Optimization (DNO; Karunratanakul et al., "Optimizing Diffusion Noise Can Serve As
+  Universal Motion Priors", CVPR 2024) as the noise-space baseline: z2 stays z2_0 (Encoder2's output; 0 for a
+  plain policy, which is NoMaD exactly since ``z_proj`` is zero-initialised) and the noise of each optimisation
+  draw is optimised with Adam (``noise_lr``) through the same sampler against the same objective plus
+  ``noise_nll_weight * noise_nll`` (:func:`navintent.objectives.noise_nll`: the chi negative log-likelihood of the
+  noise vector's norm, which keeps the noise on the shell where N(0, I) draws lie), averaged over draws. Which
+  noise (``noise_space``): ``all`` (default) = ``x_T`` and every per-step noise the sampler adds; ``x_T`` = the
+  initial noise only. Decision: DNO optimises ``x_T`` of a deterministic ODE sampler, where ``x_T`` is all of the
+  randomness; NoMaD samples with DDPM, which adds noise after every step but the last, so with ``x_T`` alone part
+  of the sample's randomness stays out of reach and the baseline would be handicapped. ``all`` gives it every
+  degree of freedom the sampler has, and the realism term then covers the whole noise the sample depends on.
+  The best noise per scenario is kept; runs for the budget (>= 1 step).
+- ``z2+noise``: Adam on z2 (``space`` coordinates, ``lr``) and on the noise (``noise_lr``) together, the same loss.
 - ``plain``: z2_0 and the fixed draws, no steering (NoMaD sampling with the encoder's intent).
+
+A noise-optimised result exists only for its own optimisation draws: it cannot transfer to fresh draws by
+construction (on fresh draws ``noise`` IS plain sampling, and ``z2+noise`` keeps only its z2). Compare noise
+methods on the optimisation draws (``*_opt_draws`` in the report) and z2 methods on both.
 
 Baselines get the same wall-clock budget as the measured Adam run. Every method is then evaluated on the
 optimisation draws AND on fresh draws never seen during optimisation (``eval_draws``), so overfitting z2 to the
@@ -73,7 +90,14 @@ from navintent.config import (
     check_positive_number,
 )
 from navintent.data.sources import data_dir_scales
-from navintent.diffusion import CLIP_MODES, DifferentiableSampler, SamplerNoise, build_sampler, policy_eps_fn
+from navintent.diffusion import (
+    CLIP_MODES,
+    NOISE_SPACES,
+    DifferentiableSampler,
+    SamplerNoise,
+    build_sampler,
+    policy_eps_fn,
+)
 from navintent.metric_scale import MetricScale, add_metric_scale_arguments, metric_scale_for_command
 from navintent.objectives import (
     REALISM_TERMS,
@@ -84,9 +108,14 @@ from navintent.objectives import (
     deltas_to_metric,
     min_agent_distance,
     min_time_to_collision,
+    noise_block_nll,
+    noise_nll,
+    noise_norm_z,
 )
 
-METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "plain")
+METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise", "plain")
+NOISE_METHODS: tuple[str, ...] = ("noise", "z2+noise")
+"""Methods that optimise the diffusion noise: their result exists on the optimisation draws only."""
 SPACES: tuple[str, ...] = ("auto", "whitened", "z2")
 DEFAULT_OBJECTIVE = "softmin_dist:1.0,dynamics:0.1,z2_encoder:0.01"
 
@@ -103,7 +132,11 @@ class Z2OptimConfig(ConfigBase):
     this distance (m, centre to centre) of an agent. cem_population / cem_elite_frac: CEM. guide_scales: the
     ladder the guided baseline tries first. prior_std: std of the z2 prior when the checkpoint has no stats.
     space: search coordinates of Adam and CEM, ``whitened`` | ``z2`` | ``auto`` (whitened when the checkpoint
-    stores z2_stats, else z2); see the module docstring.
+    stores z2_stats, else z2); see the module docstring. noise_lr: Adam's learning rate on the noise (``noise``,
+    ``z2+noise``; noise entries are N(0, 1) units). noise_nll_weight: weight of
+    :func:`navintent.objectives.noise_nll` (nats) in those methods' loss. noise_space: ``all`` | ``x_T``, the noise
+    they optimise and the noise realism measures (module docstring). ``normalize_grad`` applies to ``adam`` only.
+    Every invalid value raises ``ValueError`` naming the field and the value.
     """
 
     steps: int = 100
@@ -126,14 +159,20 @@ class Z2OptimConfig(ConfigBase):
     prior_std: float = 1.0
     eval_chunk: int = 4
     space: str = "auto"
+    noise_lr: float = 0.05
+    noise_nll_weight: float = 0.03
+    noise_space: str = "all"
 
     def __post_init__(self) -> None:
         for name in ("steps", "draws", "eval_draws", "cem_population", "eval_chunk"):
             check_positive_int(name, getattr(self, name))
         for name in ("patience", "inference_steps"):
             check_non_negative_int(name, getattr(self, name))
-        for name in ("lr", "dt", "success_radius", "prior_std"):
+        for name in ("lr", "dt", "success_radius", "prior_std", "noise_lr"):
             check_positive_number(name, getattr(self, name))
+        check_non_negative_number("noise_nll_weight", self.noise_nll_weight)
+        if self.noise_space not in NOISE_SPACES:
+            raise ValueError(f"noise_space must be one of {NOISE_SPACES}, got {self.noise_space!r}")
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.sampler not in ("ddpm", "ddim"):
@@ -234,7 +273,8 @@ class DiffusionAdapter:
 
     ``model``: a :class:`navintent.models.intent.TwoStageIntentModel` (z1 from Encoder1 or given, z2_0 from
     Encoder2) or any NoMaD-style policy (``encode``/``predict_noise``; z2_0 = 0). ``z2_stats``: ``(mean, cov)``
-    of training z2 or None. Noise for ``draws`` per scenario comes from ``generator``.
+    of training z2 or None. Noise for ``draws`` per scenario comes from ``generator``. ``noise_space``: the noise
+    whose realism :meth:`realism` reports (``all`` | ``x_T``, see :meth:`DifferentiableSampler.noise_vector`).
     """
 
     def __init__(
@@ -249,6 +289,7 @@ class DiffusionAdapter:
         dt: float = 0.25,
         z2_stats: tuple[Tensor, Tensor] | None = None,
         generator: torch.Generator | None = None,
+        noise_space: str = "all",
     ) -> None:
         if model.training:
             raise ValueError("DiffusionAdapter needs the model in eval mode (dropout off): call model.eval()")
@@ -258,6 +299,9 @@ class DiffusionAdapter:
         self.draws = int(draws)
         self.lambda_cfg = float(lambda_cfg)
         self.dt = float(dt)
+        if noise_space not in NOISE_SPACES:
+            raise ValueError(f"noise_space must be one of {NOISE_SPACES}, got {noise_space!r}")
+        self.noise_space = noise_space
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.scenarios = scenarios.to(self.device)
@@ -449,8 +493,35 @@ class DiffusionAdapter:
         eye = torch.eye(self.z2_init.shape[1], device=self.device, dtype=self.dtype)
         return eye, self.prior_std(prior_std)
 
-    def realism(self, out: LossOutput, z2: Tensor) -> dict[str, Tensor]:
-        """Realism terms available for these scenarios, averaged over draws ``name -> [B]``."""
+    def noise_nll(self, noise: SamplerNoise, space: str | None = None) -> Tensor:
+        """:func:`navintent.objectives.noise_nll` of each draw's noise over ``space`` (None: ``noise_space``),
+        ``[B * M]`` rows -> ``[B, M]`` (nats; rows scenario-major). Differentiable in the noise."""
+        m = noise.num_samples // self.num
+        if m * self.num != noise.num_samples:
+            raise ValueError(f"noise has {noise.num_samples} rows, not a multiple of {self.num} scenarios")
+        vec = self.sampler.noise_vector(noise, self.noise_space if space is None else space)
+        return noise_nll(vec).view(self.num, m)
+
+    def realism(self, out: LossOutput, z2: Tensor, noise: SamplerNoise | None = None) -> dict[str, Tensor]:
+        """Realism terms available for these scenarios, averaged over draws ``name -> [B]``.
+
+        Besides the waypoint and latent terms: ``noise_nll`` (:func:`navintent.objectives.noise_nll`, nats, the
+        norm of the whole noise vector), ``noise_norm_z`` (:func:`navintent.objectives.noise_norm_z`) and
+        ``noise_step_nll`` (:func:`navintent.objectives.noise_block_nll` over ``x_T`` and each step noise, nats:
+        the per-step norms) of the noise the samples came from (``noise``, ``B * M`` rows; None: the fixed
+        optimisation draws), over ``noise_space``.
+        """
+        noise = self.noise if noise is None else noise
+        vec = self.sampler.noise_vector(noise, self.noise_space)
+        r, m = out.waypoints.shape[:2]
+        if vec.shape[0] != r * m:
+            raise ValueError(f"noise has {vec.shape[0]} rows, the samples {r} x {m}")
+        per_block = self.horizon * self.action_dim
+        extra = {
+            "noise_nll": noise_nll(vec).view(r, m).mean(1),
+            "noise_norm_z": noise_norm_z(vec).view(r, m).mean(1),
+            "noise_step_nll": noise_block_nll(vec, vec.shape[1] // per_block).view(r, m).mean(1),
+        }
         names = ["z2_encoder", "dynamics"]
         if self.z2_stats is not None:
             names.append("z2_nll")
@@ -458,18 +529,20 @@ class DiffusionAdapter:
             names.append("z1_nll")
         if self.scenarios.obstacle_map is not None:
             names.append("static_collision")
-        r, m = out.waypoints.shape[:2]
         rows = self._all.repeat_interleave(m)
         ctx = self.context.select(rows).replace(z2=z2.repeat_interleave(m, 0))
         wp = out.waypoints.flatten(0, 1)
-        return {n: TERMS[n](wp, ctx).view(r, m).mean(1) for n in names if n in REALISM_TERMS}
+        terms = {n: TERMS[n](wp, ctx).view(r, m).mean(1) for n in names if n in REALISM_TERMS}
+        return {**terms, **extra}
 
 
 # ------------------------------------------------------------------------------------------------ methods
 @dataclass
 class MethodResult:
-    """One method's outcome: z2 ``[B, z]`` (z2_0 for guided/plain), guidance scale ``[B]`` (guided only),
-    best loss on the optimisation draws ``[B]``, seconds spent, sampler evaluations, loss history."""
+    """One method's outcome: z2 ``[B, z]`` (z2_0 for guided/plain/noise), guidance scale ``[B]`` (guided only),
+    best loss on the optimisation draws ``[B]`` (for the noise methods including the weighted noise realism),
+    seconds spent, sampler evaluations, loss history, and the optimised noise of the ``B * M`` optimisation draws
+    (``noise`` and ``z2+noise`` only; None: the method samples from the adapter's fixed draws)."""
 
     name: str
     z2: Tensor
@@ -478,6 +551,7 @@ class MethodResult:
     evaluations: int
     guide_scale: Tensor | None = None
     history: list[float] = field(default_factory=list)
+    noise: SamplerNoise | None = None
 
 
 def optimize_adam(adapter: DiffusionAdapter, config: Z2OptimConfig, *, progress: bool = True) -> MethodResult:
@@ -634,6 +708,117 @@ def plain(adapter: DiffusionAdapter) -> MethodResult:
     return MethodResult("plain", adapter.z2_init.clone(), loss, time.perf_counter() - start, 1)
 
 
+def optimize_noise(
+    adapter: DiffusionAdapter,
+    budget_s: float,
+    config: Z2OptimConfig,
+    *,
+    with_z2: bool = False,
+    progress: bool = True,
+) -> MethodResult:
+    """Diffusion Noise Optimization (``noise``) or z2 and noise together (``z2+noise``), for ``budget_s`` seconds.
+
+    Adam (``config.noise_lr``) on the noise of the ``B * M`` fixed optimisation draws, started at those draws:
+    ``x_T [B*M, T, A]`` and, with ``config.noise_space == "all"``, the step noises ``[K, B*M, T, A]`` (entries of
+    steps with ``sigma = 0`` get no gradient and do not count). With ``with_z2`` also Adam (``config.lr``) on z2 in
+    ``config.space`` coordinates as :func:`optimize_adam` moves it; else z2 = z2_0. Loss per scenario::
+
+        L_b = mean_m [ objective(x_0(z2_b, noise_bm)) + noise_nll_weight * noise_nll(noise_bm) ]
+
+    with :func:`navintent.objectives.noise_nll` (nats) over ``config.noise_space``. Steps run until ``budget_s``
+    seconds are spent (at least one), or ``patience`` steps without improvement of any scenario; the best noise
+    (and z2) per scenario is kept, the final parameters included. Raises :class:`NonFiniteObjectiveError` when the
+    objective or the gradient becomes NaN/inf (nothing is updated then).
+    """
+    start = time.perf_counter()
+    name = "z2+noise" if with_z2 else "noise"
+    b, m = adapter.num, adapter.draws
+    base = adapter.noise.detach()
+    x_T = base.x_T.clone().requires_grad_(True)
+    steps = base.steps.clone().requires_grad_(
+        config.noise_space == "all" and bool(adapter.sampler.noisy_steps)
+    )
+    groups = [{"params": [x_T, steps] if steps.requires_grad else [x_T], "lr": config.noise_lr}]
+    u = torch.zeros_like(adapter.z2_init, requires_grad=with_z2)
+    basis = torch.eye(u.shape[1], device=adapter.device, dtype=adapter.dtype)
+    if with_z2:
+        basis, _ = adapter.search_basis(config.space, config.prior_std)
+        groups.append({"params": [u], "lr": config.lr})
+    opt = torch.optim.Adam(groups)
+    best_loss = torch.full((b,), math.inf, device=adapter.device, dtype=adapter.dtype)
+    best_z2 = adapter.z2_init.detach().clone()
+    best = base.detach()
+    stale = torch.zeros(b, dtype=torch.long, device=adapter.device)
+    history: list[float] = []
+    evaluations = 0
+
+    def loss_of(noise: SamplerNoise, z2: Tensor) -> Tensor:
+        out = adapter.loss_given_z2(z2, noise=noise)
+        return out.loss + config.noise_nll_weight * adapter.noise_nll(noise, config.noise_space).mean(1)
+
+    def keep(loss: Tensor, z2: Tensor, noise: SamplerNoise, margin: float) -> Tensor:
+        nonlocal best_loss
+        improved = loss < best_loss - margin
+        best_z2[improved] = z2.detach()[improved]
+        rows = improved.repeat_interleave(m)
+        best.x_T[rows] = noise.x_T.detach()[rows]
+        best.steps[:, rows] = noise.steps.detach()[:, rows]
+        best_loss = torch.where(improved, loss, best_loss)
+        return improved
+
+    with frozen(adapter.model):
+        bar = tqdm(desc=f"adam {name}", disable=not progress, leave=False)
+        step = 0
+        while step == 0 or time.perf_counter() - start < budget_s:
+            z2 = adapter.z2_init + u @ basis.T
+            noise = SamplerNoise(x_T, steps)
+            try:
+                loss = loss_of(noise, z2)
+            except NonFiniteObjectiveError as err:
+                raise NonFiniteObjectiveError(
+                    f"{name} step {step}: {err}; stopped, nothing updated"
+                ) from None
+            evaluations += 1
+            improved = keep(loss.detach(), z2, noise, config.min_delta)
+            stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
+            history.append(float(loss.detach().mean()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+            step += 1
+            if config.patience and bool((stale >= config.patience).all()):
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            grads = [x_T.grad.flatten(1)]
+            if steps.requires_grad:
+                grads.append(steps.grad.transpose(0, 1).flatten(1))
+            if with_z2:
+                grads.append(u.grad.repeat_interleave(m, 0))
+            bad = ~torch.isfinite(torch.cat(grads, 1)).view(b, -1).all(1)
+            if bool(bad.any()):
+                ids = torch.nonzero(bad).flatten().tolist()
+                raise NonFiniteObjectiveError(
+                    f"{name} step {step - 1}: the gradient w.r.t. the noise/z2 is NaN/inf for scenario(s) "
+                    f"{[(i, adapter.scenarios.names[i]) for i in ids[:10]]}; stopped before the Adam update"
+                )
+            opt.step()
+        bar.close()
+        with torch.no_grad():
+            z2 = adapter.z2_init + u @ basis.T
+            noise = SamplerNoise(x_T.detach(), steps.detach())
+            keep(loss_of(noise, z2), z2, noise, 0.0)
+        evaluations += 1
+    return MethodResult(
+        name,
+        best_z2,
+        best_loss,
+        time.perf_counter() - start,
+        evaluations,
+        history=history,
+        noise=best,
+    )
+
+
 def run_methods(
     adapter: DiffusionAdapter,
     config: Z2OptimConfig,
@@ -643,7 +828,9 @@ def run_methods(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, MethodResult]:
-    """Run ``methods``; baselines get ``budget_s`` seconds each (default: the Adam run's time, or 10 s without it)."""
+    """Run ``methods``; baselines (``best_of_n``, ``cem``, ``guided``, ``noise``, ``z2+noise``) get ``budget_s`` seconds
+    each (default: the Adam run's time, or 10 s without it). ``plain`` always runs. Raises ``ValueError`` for an
+    unknown method."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {list(METHODS)}")
@@ -658,6 +845,11 @@ def run_methods(
             if name in methods:
                 gen = torch.Generator(device=adapter.device).manual_seed(seed + 1000 + offset)
                 results[name] = fn(adapter, budget_s, config, gen)
+        for name in NOISE_METHODS:
+            if name in methods:
+                results[name] = optimize_noise(
+                    adapter, budget_s, config, with_z2=name == "z2+noise", progress=progress
+                )
     return {k: results[k] for k in METHODS if k in results and (k in methods or k == "plain")}
 
 
@@ -667,11 +859,16 @@ def evaluate_method(
 ) -> dict[str, Any]:
     """Objective, its terms, realism terms and agent metrics of one method on ``noise`` (None: the fixed draws).
 
+    ``noise`` None: the optimisation draws as the method left them (a noise method's optimised noise, else the
+    adapter's fixed draws). Given ``noise`` (fresh draws): every method samples from it, so a noise method's own
+    optimised noise plays no part (``noise`` is then plain sampling; ``z2+noise`` keeps its z2).
     Returns tensors per scenario: ``objective [B]``, ``terms``, ``realism`` (name -> ``[B]``), ``min_distance``
     ``[B]`` (mean over draws of each draw's minimum robot-agent distance; inf without agents),
     ``attack_success_rate [B]`` (fraction of draws within ``success_radius``), ``min_ttc [B]`` (smallest
     constant-velocity time to collision over draws, waypoints and agents, s), ``waypoints [B, M, T, 2]``.
     """
+    if noise is None:
+        noise = adapter.noise if result.noise is None else result.noise
     if result.name == "guided":
         out = adapter.guided(result.guide_scale, noise=noise)
     else:
@@ -680,7 +877,7 @@ def evaluate_method(
     metrics: dict[str, Any] = {
         "objective": out.loss,
         "terms": out.terms,
-        "realism": adapter.realism(out, result.z2),
+        "realism": adapter.realism(out, result.z2, noise),
         "waypoints": out.waypoints,
     }
     if adapter.context.agents is not None:
@@ -1102,6 +1299,8 @@ _COLORS = {
     "best_of_n": "tab:blue",
     "cem": "tab:green",
     "guided": "tab:purple",
+    "noise": "tab:brown",
+    "z2+noise": "tab:pink",
 }
 
 
@@ -1178,11 +1377,15 @@ def build_report(
 
     ``attack_success_rate``: fraction of the fresh evaluation draws whose trajectory comes within
     ``success_radius`` of an agent; ``attack_success``: that rate is at least 0.5. ``before`` is ``plain``
-    (z2_0, no steering), ``after`` is ``adam``. ``summary``: per method the means over scenarios (objective,
-    realism terms, minimum distance, attack success rate) and the seconds spent. With ``data_range``
-    (:func:`navintent.realism.data_realism_range`): ``realism_range`` in the report, per row
-    ``realism_in_data_range`` (gated term -> bool) and per method ``in_data_range_rate`` (fraction of scenarios
-    with every gated term inside).
+    (z2_0, no steering), ``after`` is ``adam``. The same metrics on the optimisation draws carry ``_opt_draws``
+    (``min_distance_opt_draws``, ``attack_success_rate_opt_draws``, ``realism_opt_draws``): the only draws a noise
+    method's result exists for (``optimises_noise``: True for :data:`NOISE_METHODS`; on fresh draws ``noise`` is
+    plain sampling by construction). Realism includes ``noise_nll`` / ``noise_norm_z`` of the noise sampled from.
+    ``summary``: per method the means over scenarios (objective, realism terms, minimum distance, attack success
+    rate; on fresh draws and ``*_opt_draws_mean`` on the optimisation draws) and the seconds spent. With
+    ``data_range`` (:func:`navintent.realism.data_realism_range`): ``realism_range`` in the report, per row
+    ``realism_in_data_range`` (gated term -> bool; ``realism_in_data_range_opt_draws`` likewise) and per method
+    ``in_data_range_rate`` (fraction of scenarios with every gated term inside; ``in_data_range_rate_opt_draws``).
     """
     from navintent.realism import in_data_range
 
@@ -1196,10 +1399,12 @@ def build_report(
         for method, res in results.items():
             e, o = on_eval[method], on_opt[method]
             row = {
+                "optimises_noise": method in NOISE_METHODS,
                 "objective_opt_draws": float(o["objective"][b]),
                 "objective_eval_draws": float(e["objective"][b]),
                 "terms_eval_draws": _scalar_dict(e["terms"], b),
                 "realism_eval_draws": _scalar_dict(e["realism"], b),
+                "realism_opt_draws": _scalar_dict(o["realism"], b),
                 "seconds": res.seconds,
                 "evaluations": res.evaluations,
                 "z2_norm": float(res.z2[b].norm()),
@@ -1208,10 +1413,13 @@ def build_report(
                 row["min_distance_eval_draws"] = _finite_or_none(float(e["min_distance"][b]))
                 row["attack_success_rate"] = float(e["attack_success_rate"][b])
                 row["min_ttc_eval_draws"] = _finite_or_none(float(e["min_ttc"][b]))
+                row["min_distance_opt_draws"] = _finite_or_none(float(o["min_distance"][b]))
+                row["attack_success_rate_opt_draws"] = float(o["attack_success_rate"][b])
             if res.guide_scale is not None:
                 row["guide_scale"] = float(res.guide_scale[b])
             if data_range is not None:
                 row["realism_in_data_range"] = in_data_range(row["realism_eval_draws"], data_range)
+                row["realism_in_data_range_opt_draws"] = in_data_range(row["realism_opt_draws"], data_range)
             entry["methods"][method] = row
         before = entry["methods"]["plain"]
         for row in entry["methods"].values():
@@ -1225,24 +1433,34 @@ def build_report(
     for method in results:
         rows = [s["methods"][method] for s in scenarios]
         summary[method] = {
+            "optimises_noise": method in NOISE_METHODS,
             "objective_eval_draws_mean": float(np.mean([r["objective_eval_draws"] for r in rows])),
+            "objective_opt_draws_mean": float(np.mean([r["objective_opt_draws"] for r in rows])),
             "realism_eval_draws_mean": {
                 name: float(np.mean([r["realism_eval_draws"][name] for r in rows]))
                 for name in rows[0]["realism_eval_draws"]
             },
+            "realism_opt_draws_mean": {
+                name: float(np.mean([r["realism_opt_draws"][name] for r in rows]))
+                for name in rows[0]["realism_opt_draws"]
+            },
             "seconds": results[method].seconds,
         }
         if data_range is not None:
-            summary[method]["in_data_range_rate"] = float(
-                np.mean([all(r["realism_in_data_range"].values()) for r in rows])
-            )
-        dists = [r.get("min_distance_eval_draws") for r in rows]
-        dists = [d for d in dists if d is not None]
-        if dists:
-            summary[method]["min_distance_eval_draws_mean"] = float(np.mean(dists))
-            summary[method]["attack_success_rate_mean"] = float(
-                np.mean([r["attack_success_rate"] for r in rows])
-            )
+            for suffix in ("", "_opt_draws"):
+                summary[method][f"in_data_range_rate{suffix}"] = float(
+                    np.mean([all(r[f"realism_in_data_range{suffix}"].values()) for r in rows])
+                )
+        for draws, dist_key, rate_key in (
+            ("eval", "min_distance_eval_draws", "attack_success_rate"),
+            ("opt", "min_distance_opt_draws", "attack_success_rate_opt_draws"),
+        ):
+            dists = [r.get(dist_key) for r in rows]
+            dists = [d for d in dists if d is not None]
+            if dists:
+                summary[method][f"{dist_key}_mean"] = float(np.mean(dists))
+                key = "attack_success_rate_mean" if draws == "eval" else "attack_success_rate_opt_draws_mean"
+                summary[method][key] = float(np.mean([r[rate_key] for r in rows]))
     extra = {} if data_range is None else {"realism_range": data_range}
     return {**meta, **extra, "summary": summary, "scenarios": scenarios}
 
@@ -1292,7 +1510,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         default="adam",
-        help=f"comma list of {list(METHODS)} or 'all'; baselines get the Adam run's wall-clock budget",
+        help=f"comma list of {list(METHODS)} or 'all'; baselines get the Adam run's wall-clock budget "
+        "(noise / z2+noise optimise the diffusion noise: their result exists on the optimisation draws only)",
     )
     p.add_argument(
         "--budget",
@@ -1333,6 +1552,24 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--patience", type=int, default=0, help="early stopping after N steps without improvement (0 = off)"
     )
     p.add_argument("--cem-population", type=int, default=16, help="CEM candidates per iteration")
+    p.add_argument(
+        "--noise-lr",
+        type=float_at_least(0.0, strict=True),
+        default=Z2OptimConfig.noise_lr,
+        help="Adam learning rate on the diffusion noise (methods noise, z2+noise; N(0, 1) units)",
+    )
+    p.add_argument(
+        "--noise-nll-weight",
+        type=float_at_least(0.0),
+        default=Z2OptimConfig.noise_nll_weight,
+        help="weight of the noise realism term noise_nll (chi NLL of the noise norm, nats) in the noise methods' loss",
+    )
+    p.add_argument(
+        "--noise-space",
+        choices=NOISE_SPACES,
+        default=Z2OptimConfig.noise_space,
+        help="noise the noise methods optimise and the noise realism measures: all (x_T and every step noise) or x_T",
+    )
     p.add_argument(
         "--guide-scales",
         type=float,
@@ -1408,6 +1645,9 @@ def run_cli(args: argparse.Namespace) -> int:
         success_radius=args.success_radius,
         cem_population=args.cem_population,
         guide_scales=tuple(args.guide_scales),
+        noise_lr=args.noise_lr,
+        noise_nll_weight=args.noise_nll_weight,
+        noise_space=args.noise_space,
     )
     objective = Objective(args.objective)
     if args.device == "auto":
@@ -1499,6 +1739,7 @@ def run_cli(args: argparse.Namespace) -> int:
         dt=config.dt,
         z2_stats=stats,
         generator=gen,
+        noise_space=config.noise_space,
     )
     try:
         results = run_methods(adapter, config, methods, budget_s=args.budget, seed=args.seed)
@@ -1523,6 +1764,11 @@ def run_cli(args: argparse.Namespace) -> int:
     }
     trajectories["eval"] = {k: v["waypoints"].cpu() for k, v in on_eval.items()}
     trajectories["z2"] = {k: r.z2.detach().cpu() for k, r in results.items()}
+    trajectories["optimized_noise"] = {
+        k: {"x_T": r.noise.x_T.cpu(), "steps": r.noise.steps.cpu()}
+        for k, r in results.items()
+        if r.noise is not None
+    }
     trajectories["agents"] = None if scenarios.agents is None else scenarios.agents.cpu()
     trajectories["agents_mask"] = None if scenarios.agents_mask is None else scenarios.agents_mask.cpu()
     trajectories["names"] = list(scenarios.names)
@@ -1556,7 +1802,12 @@ def run_cli(args: argparse.Namespace) -> int:
     for method, row in report["summary"].items():
         extra = ""
         if "min_distance_eval_draws_mean" in row:
-            extra = f"  min-dist {row['min_distance_eval_draws_mean']:.3f} m  success {row['attack_success_rate_mean']:.2f}"
+            extra = (
+                f"  min-dist {row['min_distance_opt_draws_mean']:.3f} m / success "
+                f"{row['attack_success_rate_opt_draws_mean']:.2f} on the optimisation draws, "
+                f"{row['min_distance_eval_draws_mean']:.3f} m / {row['attack_success_rate_mean']:.2f} on fresh ones"
+                + (" (plain sampling there by construction)" if method == "noise" else "")
+            )
         if "in_data_range_rate" in row:
             extra += f"  realism in data range {100 * row['in_data_range_rate']:.0f}%"
         print(

@@ -20,6 +20,8 @@ METHOD_COLORS = {
     "best_of_n": "tab:blue",
     "cem": "tab:green",
     "guided": "tab:purple",
+    "noise": "tab:brown",
+    "z2+noise": "tab:pink",
 }
 
 

@@ -241,7 +241,7 @@ def test_closed_loop_evaluation_writes_table_json_and_plots(tiny_ckpt, tmp_path)
     assert loaded.is_intent and loaded.z2_stats is not None and loaded.ref_horizon == 16
     config = ev.EvalConfig(
         scenes=1, methods=("expert", "nomad", "reference", "adam", "guided"), min_steps=6, max_episode_steps=6,
-        replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, max_plots=1,
+        replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, max_plots=1, task="goal-image",
     )  # fmt: skip
     report = ev.evaluate(loaded, config, tmp_path, progress=False)
     assert set(report["summary"]) == set(config.methods)
@@ -269,7 +269,9 @@ def test_closed_loop_noise_methods_hold_their_optimised_noise(tiny_ckpt):
     scene = ev.evaluation_scenes(1)[0]
     free = ev.free_walk(scene, 400)
     target = ev.target_pedestrian(scene, free)
-    config = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, noise_lr=0.2)
+    config = ev.EvalConfig(
+        scenes=1, replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, noise_lr=0.2, task="goal-image"
+    )
     common = dict(config=config, metric_scale=0.04, max_steps=6, free=free, target=target, budget_s=0.0)
     ref_ep, ref_policy = ev.run_episode(loaded, "reference", scene, **common)
     assert len(set(ref_policy.noise_loglik)) == len(ref_policy.noise_loglik) == 6  # fresh noise every step
@@ -294,6 +296,38 @@ def test_closed_loop_noise_methods_hold_their_optimised_noise(tiny_ckpt):
     summary = ev.aggregate([ref_ep.row, ep.row])
     assert summary["noise"]["noise_loglik"] == pytest.approx(ep.row["noise_loglik"])
     assert "noise log-lik" in ev.markdown_table(summary)
+
+
+def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path):
+    """The deployment tasks end to end on a tiny model: a map recorded by the expert, every method driven through
+    NoMaD's topological-map loop (localisation each tick) and goal-masked exploration, with the tasks' metrics."""
+    loaded = load_inference_model(tiny_ckpt)
+    common = dict(
+        scenes=1, min_steps=3, max_episode_steps=3, explore_steps=3, replan_every=2, opt_steps=1, draws=1,
+        metric_scale=0.04, max_plots=0, budget_s=0.05,
+    )  # fmt: skip
+    nav = ev.evaluate(
+        loaded, ev.EvalConfig(**common, task="navigate"), tmp_path / "nav", plots=False, progress=False
+    )
+    assert set(nav["summary"]) == set(ev.METHODS)
+    for row in nav["episodes"]:
+        if row["method"] == "expert":
+            continue
+        assert row["steps"] <= 3 and row["localisation_consistency"] is not None, row["method"]
+        assert (
+            row["replan_ms_median"] > 0 and row["spl"] == 0.0 and not row["goal_reached"]
+        )  # 3 steps: not there
+    assert "SPL" in nav["table"] and "loc. consistent" in nav["table"]
+    assert "task `navigate`" in (tmp_path / "nav" / "results.md").read_text()
+    exp = ev.evaluate(
+        loaded, ev.EvalConfig(**common, task="explore"), tmp_path / "exp", plots=False, progress=False
+    )
+    for row in exp["episodes"]:
+        if row["method"] != "expert":
+            assert row["steps"] == 3 and row["coverage_m2"] >= 0.25 and row["static_collisions"] >= 0
+    assert "coverage (m2)" in exp["table"]
+    with pytest.raises(ValueError, match="task must be one of"):
+        ev.EvalConfig(task="teleport")
 
 
 def test_experiments_on_a_latent_free_model(tmp_path):

@@ -222,6 +222,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     _stage(4, total, f"closed-loop evaluation in {plan.eval_scenes} held-out scene(s)")
     t0 = time.perf_counter()
     eval_config = ev.EvalConfig(
+        task="goal-image",  # the demo's budget: the navigate task adds a map and a localisation pass per tick
         scenes=plan.eval_scenes, seed=0, min_steps=plan.eval_min_steps, max_episode_steps=plan.eval_max_steps,
         step_factor=plan.eval_step_factor, replan_every=plan.replan_every, opt_steps=plan.eval_opt_steps,
         draws=plan.eval_draws, metric_scale=metric_scale, lr=plan.opt_lr, objective=plan.objective,

@@ -86,6 +86,7 @@ from navintent.config import (
     check_positive_number,
 )
 from navintent.data.sources import data_dir_scales
+from navintent.evaluation.tasks import TASKS
 from navintent.metric_scale import (
     MetricScale,
     add_metric_scale_arguments,
@@ -95,6 +96,7 @@ from navintent.metric_scale import (
 
 if TYPE_CHECKING:  # torch-free import for the CLI registry
     from navintent.checkpoint import LoadedModel
+    from navintent.evaluation.tasks import RecordedMap
 
 EVAL_SEED_BASE = 1_000_000
 METHODS: tuple[str, ...] = (
@@ -121,7 +123,11 @@ class EvalConfig(ConfigBase):
     deployment rule ``max_v / frame_rate``). waypoint_index: the waypoint the
     follower tracks (NoMaD: 2). max_plots: scenes that get a trajectory plot. noise_lr / noise_nll_weight /
     noise_space: the noise methods' Adam learning rate, noise realism weight and optimised noise
-    (:class:`navintent.optimize.Z2OptimConfig`). Invalid values raise ``ValueError`` naming field and value.
+    (:class:`navintent.optimize.Z2OptimConfig`). task: ``navigate`` (NoMaD's topological-map loop over a map the
+    expert records without pedestrians, a node every ``map_every`` frames; localisation ``radius`` and
+    ``close_threshold`` as NoMaD's navigate.py), ``explore`` (goal masked, ``explore_steps`` steps) or
+    ``goal-image`` (one goal image of the final pose); see :mod:`navintent.evaluation.tasks`. Invalid values raise
+    ``ValueError`` naming field and value.
     """
 
     scenes: int = 8
@@ -144,10 +150,22 @@ class EvalConfig(ConfigBase):
     noise_lr: float = 0.05
     noise_nll_weight: float = 0.03
     noise_space: str = "all"
+    task: str = "navigate"
+    map_every: int = 4
+    radius: int = 4
+    close_threshold: float = 3.0
+    explore_steps: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("scenes", "replan_every", "opt_steps", "draws", "min_steps", "max_episode_steps"):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {list(TASKS)}, got {self.task!r}")
+        for name in (
+            "scenes", "replan_every", "opt_steps", "draws", "min_steps", "max_episode_steps", "map_every",
+            "explore_steps",
+        ):  # fmt: skip
             check_positive_int(name, getattr(self, name))
+        check_non_negative_int("radius", self.radius)
+        check_positive_number("close_threshold", self.close_threshold)
         for name in ("seed", "waypoint_index", "max_plots"):
             check_non_negative_int(name, getattr(self, name))
         for name in ("step_factor", "lr", "safety_radius", "noise_lr"):
@@ -249,8 +267,25 @@ def aggregate(
             "dynamics_violation_rate": _mean([e["dynamics_violation_rate"] for e in rows]),
             "steps_to_goal": float(np.mean(reached)) if reached else None,
             "seconds_per_scenario": float(np.mean([e["seconds"] for e in rows])),
+            **{key: _mean([e.get(key) for e in rows]) for key in TASK_MEANS},
         }
     return out
+
+
+# Task metrics (navintent.evaluation.tasks) averaged over a method's episodes where they exist.
+TASK_MEANS: tuple[str, ...] = (
+    "spl",
+    "static_collisions_per_100m",
+    "pedestrian_collisions_per_100m",
+    "time_to_goal",
+    "time_within_0.5m",
+    "time_within_1.2m",
+    "localisation_consistency",
+    "replan_ms_median",
+    "replan_ms_p95",
+    "static_collisions",
+    "coverage_m2",
+)
 
 
 # ------------------------------------------------------------------------------------------------ writers
@@ -283,13 +318,34 @@ def _fmt(value: Any, kind: str) -> str:
     return format(float(value), kind)
 
 
-def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
-    """The per-method summary as a GitHub Markdown table (rates in %, '–' where undefined)."""
-    header = "| method | " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"
-    rule = "|---|" + "|".join("---:" for _ in TABLE_COLUMNS) + "|"
+TASK_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "navigate": (
+        ("spl", "SPL", ".2f"),
+        ("static_collisions_per_100m", "static / 100 m", ".1f"),
+        ("time_within_0.5m", "< 0.5 m (s)", ".1f"),
+        ("time_within_1.2m", "< 1.2 m (s)", ".1f"),
+        ("localisation_consistency", "loc. consistent", "pct"),
+        ("replan_ms_median", "re-plan ms (median)", ".0f"),
+        ("replan_ms_p95", "re-plan ms (p95)", ".0f"),
+    ),
+    "explore": (
+        ("static_collisions", "static coll. / episode", ".2f"),
+        ("coverage_m2", "coverage (m2)", ".1f"),
+        ("replan_ms_median", "re-plan ms (median)", ".0f"),
+    ),
+    "goal-image": (),
+}
+
+
+def markdown_table(summary: dict[str, dict[str, Any]], task: str = "goal-image") -> str:
+    """The per-method summary as a GitHub Markdown table (rates in %, '–' where undefined); ``task`` adds its
+    columns (:data:`TASK_COLUMNS`)."""
+    columns = TABLE_COLUMNS + TASK_COLUMNS[task]
+    header = "| method | " + " | ".join(title for _, title, _ in columns) + " |"
+    rule = "|---|" + "|".join("---:" for _ in columns) + "|"
     lines = [header, rule]
     for method, row in summary.items():
-        cells = [_fmt(row.get(key), kind) for key, _, kind in TABLE_COLUMNS]
+        cells = [_fmt(row.get(key), kind) for key, _, kind in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -452,6 +508,7 @@ def _prep_frames(frames: np.ndarray, image_size) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ closed loop
 class ClosedLoopPolicy:
     """``policy_fn`` for :func:`navintent.sim.rollout.rollout` implementing one method (module docstring).
+    ``goal_masked``: the goal token is hidden (exploration; the goal image is then ignored).
 
     After the episode: ``z1_loglik`` / ``z2_loglik`` / ``noise_loglik`` / ``plans`` lists per control step,
     ``reoptimisations``, ``optimisation_seconds`` (per re-optimisation). Noise methods hold ``noise_star`` (the
@@ -471,6 +528,7 @@ class ClosedLoopPolicy:
         seed: int,
         budget_s: float | None = None,
         progress: bool = False,
+        goal_masked: bool = False,
     ) -> None:
         import torch
 
@@ -496,6 +554,7 @@ class ClosedLoopPolicy:
         )  # fmt: skip
         self.budget_s = budget_s
         self.progress = progress
+        self.goal_masked = bool(goal_masked)
         self.tracker = _PedestrianTracker(scene) if method in STEERING_METHODS else None
         self.calls = 0
         self.z2_star = None
@@ -621,7 +680,7 @@ class ClosedLoopPolicy:
         self.calls += 1
         obs = torch.from_numpy(_prep_frames(context, mc.image_size))[None].to(self.device)
         goal = torch.from_numpy(_prep_frames(goal_image[None], mc.image_size))[None].to(self.device)
-        goal_mask = torch.zeros(1, dtype=torch.long, device=self.device)
+        goal_mask = torch.full((1,), int(self.goal_masked), dtype=torch.long, device=self.device)
         with torch.no_grad():
             cond, tokens = self.model.encode(obs, goal, goal_mask, return_tokens=True)
         z1 = z2 = ref = None
@@ -733,31 +792,103 @@ def run_episode(
     free: np.ndarray,
     target: int,
     budget_s: float | None = None,
+    recorded: RecordedMap | None = None,
 ) -> tuple[Episode, ClosedLoopPolicy | None]:
-    """Drive ``scene`` with ``method`` for at most ``max_steps`` steps; ``free`` = :func:`free_walk` over at least
-    ``max_steps`` steps. Returns the episode and the policy (None for the expert)."""
+    """Drive ``scene`` with ``method`` for at most ``max_steps`` steps in ``config.task``; ``free`` =
+    :func:`free_walk` over at least ``max_steps`` steps; ``recorded``: the expert's map (task ``navigate``).
+    Returns the episode and the policy (None for the expert).
+
+    ``navigate``: each tick a :class:`navintent.deploy.TopomapNavigator` localises the context on the map (one
+    batched vision pass over its window) and the method plans towards the subgoal node's image; the episode ends
+    when the navigator declares the goal (it then stands still) or after ``max_steps``. ``explore``: the method
+    plans goal-masked for ``explore_steps`` steps. The task's metrics (:mod:`navintent.evaluation.tasks`) join the
+    row; for ``navigate`` ``goal_reached`` / ``success`` are the navigator's (declared within 1 m of the goal)."""
+    from navintent.deploy import DeployStep, TopomapNavigator
+    from navintent.evaluation.tasks import TaskEpisode, exploration_metrics, navigation_metrics
     from navintent.sim.render import SceneRenderer
     from navintent.sim.rollout import rollout, run_expert
 
+    task = config.task
+    if task == "navigate" and method != "expert" and recorded is None:
+        raise ValueError("task 'navigate' needs the recorded map (recorded=)")
     start = time.perf_counter()
+    steps: list = []
+    declared: list[int] = []
     if method == "expert":
-        result = run_expert(scene, max_steps=max_steps)
+        result = run_expert(scene, max_steps=config.explore_steps if task == "explore" else max_steps)
         policy = None
     else:
         observer = _ObservedRenderer(SceneRenderer(scene))
         try:
             policy = ClosedLoopPolicy(
                 loaded, method, scene, observer, config=config, metric_scale=metric_scale, target=target,
-                seed=config.seed * 100_003 + scene.seed, budget_s=budget_s,
+                seed=config.seed * 100_003 + scene.seed, budget_s=budget_s, goal_masked=task == "explore",
             )  # fmt: skip
+            policy_fn, should_stop, horizon = policy, None, max_steps
+            if task == "navigate":
+                navigator = TopomapNavigator(
+                    loaded.model, recorded.topomap, radius=config.radius, close_threshold=config.close_threshold,
+                    metric_scale=metric_scale, waypoint_index=config.waypoint_index,
+                )  # fmt: skip
+                t_pred = loaded.model.config.len_traj_pred
+
+                def policy_fn(context: np.ndarray, goal_image: np.ndarray) -> np.ndarray:
+                    t0 = time.perf_counter()
+                    loc = navigator.localise(list(context))
+                    if loc.reached_goal:
+                        declared.append(len(steps))
+                        waypoints = np.zeros((t_pred, 2))  # stand still: the navigator is at the goal
+                    else:
+                        waypoints = policy(context, recorded.topomap.images[loc.subgoal_node])
+                    ms = (time.perf_counter() - t0) * 1000.0
+                    steps.append(DeployStep(True, waypoints[config.waypoint_index], None, None, ms,
+                                            loc.closest_node, loc.subgoal_node, loc.window, loc.distances,
+                                            loc.reached_goal))  # fmt: skip
+                    return waypoints
+
+                def should_stop() -> bool:
+                    return bool(declared)
+
+            elif task == "explore":
+                horizon = config.explore_steps
+                plan = policy
+
+                def policy_fn(context: np.ndarray, goal_image: np.ndarray) -> np.ndarray:
+                    t0 = time.perf_counter()
+                    waypoints = plan(context, goal_image)
+                    steps.append(
+                        DeployStep(
+                            True,
+                            waypoints[config.waypoint_index],
+                            latency_ms=(time.perf_counter() - t0) * 1000.0,
+                        )
+                    )
+                    return waypoints
+
             result = rollout(
-                policy, scene, max_steps, context_size=loaded.model.config.context_size,
-                waypoint_index=config.waypoint_index, renderer=observer,
+                policy_fn, scene, horizon, context_size=loaded.model.config.context_size,
+                waypoint_index=config.waypoint_index, renderer=observer, should_stop=should_stop,
             )  # fmt: skip
         finally:
             observer.close()
     seconds = time.perf_counter() - start
     row = _episode_row(method, scene, result, free, target, seconds, policy)
+    if method != "expert" and task != "goal-image":
+        episode = TaskEpisode(
+            task,
+            scene,
+            result.poses,
+            result.agents,
+            result.static_hits,
+            steps,
+            declared[0] if declared else None,
+        )
+        if task == "navigate":
+            extra = navigation_metrics(episode, recorded.path_length, target=target)
+            row["goal_reached"], row["success"] = extra.pop("goal_reached"), extra.pop("success")
+        else:
+            extra = exploration_metrics(episode)
+        row.update({k: v for k, v in extra.items() if k not in row or k in TASK_MEANS})
     return Episode(row, result.poses, result.agents), policy
 
 
@@ -813,8 +944,15 @@ def evaluate(
             config.max_episode_steps,
             max(config.min_steps, int(math.ceil(config.step_factor * expert.metrics.steps))),
         )
-        free = free_walk(scene, max(max_steps, 400))
+        free = free_walk(scene, max(max_steps, 400, config.explore_steps))
         target = target_pedestrian(scene, free)
+        recorded = None
+        if config.task == "navigate":
+            from navintent.evaluation.tasks import record_topomap
+            from navintent.sim.render import SceneRenderer
+
+            with contextlib.closing(SceneRenderer(scene)) as renderer:
+                recorded = record_topomap(scene, renderer, every_frames=config.map_every)
         scene_eps: dict[str, Episode] = {}
         adam_budget = None
         for method in methods:
@@ -822,7 +960,7 @@ def evaluate(
             budget = config.budget_s if config.budget_s > 0 else adam_budget
             ep, policy = run_episode(
                 loaded, method, scene, config=config, metric_scale=metric_scale, max_steps=max_steps,
-                free=free, target=target, budget_s=budget,
+                free=free, target=target, budget_s=budget, recorded=recorded,
             )  # fmt: skip
             if method == "adam" and policy is not None and policy.optimisation_seconds:
                 adam_budget = float(np.mean(policy.optimisation_seconds))
@@ -839,7 +977,7 @@ def evaluate(
     bar.close()
     rows = [e.row for e in episodes]
     summary = aggregate(rows, tuple(methods))
-    table = markdown_table(summary)
+    table = markdown_table(summary, config.task)
     report: dict[str, Any] = {
         **(meta or {}),
         "config": config.to_dict(),
@@ -862,7 +1000,8 @@ def evaluate(
     }
     write_json(out / "metrics.json", report)
     (out / "results.md").write_text(
-        f"# Closed-loop evaluation\n\n{len(scenes)} held-out scenes (seeds {[s.seed for s in scenes]}), "
+        f"# Closed-loop evaluation, task `{config.task}`\n\n{len(scenes)} held-out scenes (seeds "
+        f"{[s.seed for s in scenes]}), "
         f"metric scale {metric_scale:.4f} m per unit, safety radius {config.safety_radius} m, nominal "
         f"`{NOMINAL}`.\n\n{table}"
     )
@@ -1192,7 +1331,9 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
             objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
             lambda_cfg=args.lambda_cfg, metric_scale=scale.metres_per_unit, step_factor=args.step_factor,
             max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
-            noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space,
+            noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
+            map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
+            explore_steps=args.explore_steps,
         )  # fmt: skip
         from navintent.objectives import Objective
 
@@ -1256,6 +1397,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _common_arguments(p)
     p.add_argument("--out-dir", default="runs/evaluate", help="output folder (default %(default)s)")
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        default=EvalConfig.task,
+        help="navigate: NoMaD's topological-map loop over a map the expert records without pedestrians; explore: "
+        "goal-masked for --explore-steps; goal-image: one goal image of the final pose (default %(default)s)",
+    )
+    p.add_argument("--map-every", type=int, default=EvalConfig.map_every, help="frames between map nodes")
+    p.add_argument(
+        "--radius", type=int, default=EvalConfig.radius, help="nodes each side compared (NoMaD's -r)"
+    )
+    p.add_argument(
+        "--close-threshold",
+        type=float,
+        default=EvalConfig.close_threshold,
+        help="predicted distance (waypoint steps) below which the next node is the subgoal (NoMaD's -t)",
+    )
+    p.add_argument(
+        "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"
+    )
     p.add_argument("--methods", default="all", help=f"comma list of {list(METHODS)} or 'all'")
     p.add_argument(
         "--replan-every", type=int, default=EvalConfig.replan_every, help="re-optimise z2 every N steps"

@@ -112,7 +112,7 @@ def compute_metrics(
     )
 
 
-def _run(scene, driver, max_steps: int, renderer, record_images: bool, needs_frames: bool):
+def _run(scene, driver, max_steps: int, renderer, record_images: bool, needs_frames: bool, should_stop=None):
     world = World(scene)
     poses, agents, commands, hits, images = [world.pose.copy()], [world.ped_positions], [], [], []
     for _ in range(max_steps + 1):
@@ -121,7 +121,7 @@ def _run(scene, driver, max_steps: int, renderer, record_images: bool, needs_fra
             frame = renderer.render(world.pose, world.ped_positions)
             if record_images:
                 images.append(frame)
-        if world.goal_reached() or world.t == max_steps:
+        if world.goal_reached() or world.t == max_steps or (should_stop is not None and should_stop()):
             break
         v, w = driver(world, frame)
         world.step(v, w)
@@ -182,8 +182,11 @@ def rollout(
     waypoint_index: int = 2,
     renderer=None,
     record_images: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RolloutResult:
-    """Run ``policy_fn`` closed loop in ``scene`` for at most ``max_steps`` control steps.
+    """Run ``policy_fn`` closed loop in ``scene`` for at most ``max_steps`` control steps (fewer when the robot
+    reaches the goal, or when ``should_stop()`` turns true: it is asked before each step, e.g. a navigator that
+    declared the goal).
 
     ``policy_fn(obs_context, goal_image) -> waypoints``: ``obs_context [context_size + 1, H, W, 3]`` uint8 frames,
     oldest first, current LAST (before ``context_size`` steps have passed, the first frame is repeated to fill
@@ -216,7 +219,9 @@ def rollout(
             outputs.append(waypoints)
             return pd_follower(waypoints[min(waypoint_index, len(waypoints) - 1)], scene.config.robot)
 
-        poses, commands, agents, hits, images = _run(scene, driver, max_steps, renderer, record_images, True)
+        poses, commands, agents, hits, images = _run(
+            scene, driver, max_steps, renderer, record_images, True, should_stop
+        )
     finally:
         if own:
             renderer.close()

@@ -330,6 +330,32 @@ def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path
         ev.EvalConfig(task="teleport")
 
 
+def test_results_do_not_depend_on_the_worker_count(tiny_ckpt, tmp_path):
+    """Two scenes in one process and in two spawned workers give the same rows (methods without a wall-clock
+    budget), and the report carries the closed_loop block with bootstrap intervals and the paired comparisons."""
+    loaded = load_inference_model(tiny_ckpt)
+    config = ev.EvalConfig(
+        scenes=2, methods=("nomad", "reference", "adam"), min_steps=4, max_episode_steps=4, replan_every=2,
+        opt_steps=2, draws=2, metric_scale=0.04, max_plots=0, task="goal-image",
+    )  # fmt: skip
+    one = ev.evaluate(loaded, config, tmp_path / "one", plots=False, progress=False, workers=1)
+    two = ev.evaluate(loaded, config, tmp_path / "two", plots=False, progress=False, workers=2)
+    timing = {"seconds", "optimisation_seconds"}
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in one["episodes"]]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in two["episodes"]]
+    stats = one["closed_loop"]["goal-image"]
+    assert set(stats) == {"nomad", "reference", "adam"}
+    for method, metrics in stats.items():
+        rows = [r for r in one["episodes"] if r["method"] == method]
+        assert metrics["success"]["n"] == 2 and metrics["success"]["mean"] == np.mean(
+            [r["success"] for r in rows]
+        )
+        lo, hi = metrics["target_min_distance"]["ci95"]
+        assert lo <= metrics["target_min_distance"]["mean"] <= hi
+    assert set(one["paired"]) == {"adam vs reference"} and one["paired"]["adam vs reference"]["n"] == 2
+    assert "[" in (tmp_path / "one" / "results.md").read_text()  # the interval table
+
+
 def test_experiments_on_a_latent_free_model(tmp_path):
     # z_proj zero-initialised: the latent has no effect, so varying z1 with fixed noise spreads nothing and the
     # executable fraction cannot depend on sigma.

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -228,7 +229,16 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
         draws=plan.eval_draws, metric_scale=metric_scale, lr=plan.opt_lr, objective=plan.objective,
     )  # fmt: skip
     _check_held_out(data_dir, [s.seed for s in ev.evaluation_scenes(eval_config.scenes, eval_config.seed)])
-    closed = ev.evaluate(loaded, eval_config, out / "evaluate", meta={"ckpt": str(ckpt)}, scale=scale)
+    workers = min(os.cpu_count() or 1, eval_config.scenes)  # scenes in parallel, one thread each
+    closed = ev.evaluate(
+        loaded,
+        eval_config,
+        out / "evaluate",
+        meta={"ckpt": str(ckpt)},
+        scale=scale,
+        workers=workers,
+        threads=threads,
+    )
     stages["evaluate"] = time.perf_counter() - t0
 
     _stage(5, total, "latent experiments: z1 fixed -> diversity, z1 perturbed -> executable fraction")

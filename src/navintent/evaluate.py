@@ -69,6 +69,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -907,6 +908,119 @@ def resolve_methods(requested: tuple[str, ...], loaded: LoadedModel, *, explicit
     return tuple(m for m in METHODS if m in requested)
 
 
+@dataclass
+class SceneResult:
+    """One scene's episodes (methods in order), its ``target`` pedestrian, the robot-free walk ``free`` and the
+    expert's step count (for the report and plots)."""
+
+    index: int
+    scene: Any
+    target: int
+    free: np.ndarray
+    expert_steps: int
+    episodes: dict[str, Episode]
+
+
+def evaluate_scene(
+    loaded: LoadedModel, config: EvalConfig, methods: tuple[str, ...], metric_scale: float, index: int
+) -> SceneResult:
+    """Every method in held-out scene ``index`` of ``evaluation_scenes(config.scenes, config.seed)`` (a pure
+    function of its arguments, so scenes can run in any process): the expert's run sets the step budget, the
+    map is recorded for ``navigate``, Adam's mean re-optimisation time budgets the baselines (``budget_s`` 0), and
+    attack success is judged against the nominal episode of the same scene."""
+    from navintent.sim.rollout import run_expert
+
+    scene = evaluation_scenes(config.scenes, config.seed)[index]
+    expert = run_expert(scene, max_steps=400)
+    max_steps = min(
+        config.max_episode_steps,
+        max(config.min_steps, int(math.ceil(config.step_factor * expert.metrics.steps))),
+    )
+    free = free_walk(scene, max(max_steps, 400, config.explore_steps))
+    target = target_pedestrian(scene, free)
+    recorded = None
+    if config.task == "navigate":
+        from navintent.evaluation.tasks import record_topomap
+        from navintent.sim.render import SceneRenderer
+
+        with contextlib.closing(SceneRenderer(scene)) as renderer:
+            recorded = record_topomap(scene, renderer, every_frames=config.map_every)
+    scene_eps: dict[str, Episode] = {}
+    adam_budget = None
+    for method in methods:
+        budget = config.budget_s if config.budget_s > 0 else adam_budget
+        ep, policy = run_episode(
+            loaded, method, scene, config=config, metric_scale=metric_scale, max_steps=max_steps,
+            free=free, target=target, budget_s=budget, recorded=recorded,
+        )  # fmt: skip
+        if method == "adam" and policy is not None and policy.optimisation_seconds:
+            adam_budget = float(np.mean(policy.optimisation_seconds))
+        scene_eps[method] = ep
+    nominal = scene_eps.get(NOMINAL)
+    if nominal is not None:
+        for ep in scene_eps.values():
+            ep.row["attack_success"] = attack_success(
+                ep.row["target_min_distance"], nominal.row["target_min_distance"], config.safety_radius
+            )
+    return SceneResult(index, scene, target, free, expert.metrics.steps, scene_eps)
+
+
+def _scene_worker(job: tuple) -> SceneResult:
+    loaded, config, methods, metric_scale, index, threads = job
+    with torch_threads(threads):
+        return evaluate_scene(loaded, config, methods, metric_scale, index)
+
+
+# Metrics of the ``closed_loop`` JSON block (mean, 95% bootstrap interval, count per task and method), from the
+# episode rows' keys.
+CLOSED_LOOP_METRICS: dict[str, str] = {
+    "success": "success",
+    "goal_rate": "goal_reached",
+    "static_collision_rate": "static_collision",
+    "pedestrian_collision_rate": "pedestrian_collision",
+    "attack_success": "attack_success",
+    "target_min_distance": "target_min_distance",
+    "interaction_deviation": "interaction_deviation",
+}
+
+
+def closed_loop_statistics(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``{method: {metric: {"mean", "ci95", "n"}}}`` over the scenes (:data:`CLOSED_LOOP_METRICS`, rates as means
+    of 0/1; attack success over the scenes where it is defined), with 95% bootstrap intervals
+    (:func:`navintent.evaluation.statistics.summarise`)."""
+    from navintent.evaluation.statistics import summarise
+
+    out: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        out[method] = {
+            name: summarise([None if r.get(key) is None else float(r[key]) for r in mine])
+            for name, key in CLOSED_LOOP_METRICS.items()
+        }
+    return out
+
+
+def paired_steering_comparisons(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> dict[str, Any]:
+    """Per pair of steering methods (and each against the nominal), the same scenes compared on the target's
+    minimum distance (lower = a closer approach): ``"a vs b"`` -> :func:`navintent.evaluation.statistics.
+    paired_comparison` of ``a - b``."""
+    from navintent.evaluation.statistics import paired_comparison
+
+    by_scene: dict[str, dict[int, float]] = {}
+    for r in rows:
+        by_scene.setdefault(r["method"], {})[r["scene_seed"]] = r["target_min_distance"]
+    steering = [m for m in methods if m in STEERING_METHODS]
+    others = steering + ([NOMINAL] if NOMINAL in methods else [])
+    out = {}
+    for i, a in enumerate(steering):
+        for b in others[i + 1 :]:
+            seeds = sorted(set(by_scene[a]) & set(by_scene[b]))
+            out[f"{a} vs {b}"] = paired_comparison(
+                [by_scene[a][s] for s in seeds], [by_scene[b][s] for s in seeds]
+            )
+    return out
+
+
 def evaluate(
     loaded: LoadedModel,
     config: EvalConfig,
@@ -917,64 +1031,59 @@ def evaluate(
     progress: bool = True,
     meta: dict[str, Any] | None = None,
     scale: MetricScale | None = None,
+    workers: int = 1,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Run the closed-loop evaluation and write ``metrics.json``, ``results.md`` and plots into ``out_dir``.
 
     ``scale``: metres per unit already resolved by the caller (with its source); None = ``config.metric_scale``
-    when > 0, else the checkpoint's (:func:`navintent.metric_scale.resolve_metric_scale`).
-    Returns ``{"config", "metric_scale", "metric_scale_source", "scenes", "summary", "episodes", "table", ...meta}``.
+    when > 0, else the checkpoint's (:func:`navintent.metric_scale.resolve_metric_scale`). ``workers``: scenes run
+    in that many processes (spawned; ``threads`` torch threads each); every scene is a pure function of its index
+    and seed (:func:`evaluate_scene`), so the rows are the same for any worker count, except the time-budgeted
+    baselines (best-of-N, CEM, guided, noise at ``budget_s`` 0 or a wall-clock budget), whose work depends on the
+    machine's speed. Under ``torchrun`` (``WORLD_SIZE`` > 1) rank ``r`` takes scenes ``r, r + W, ...`` and rank 0
+    gathers them (gloo) and writes the report.
+    Returns ``{"config", "metric_scale", "metric_scale_source", "scenes", "summary", "closed_loop", "paired",
+    "episodes", "table", ...meta}``; ``closed_loop[task][method][metric] = {"mean", "ci95", "n"}``.
     """
+    import multiprocessing
+
     from tqdm import tqdm
 
-    from navintent.sim.rollout import run_expert
-
+    check_positive_int("workers", workers)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     methods = methods or config.methods
-    scenes = evaluation_scenes(config.scenes, config.seed)
-    experts = [run_expert(s, max_steps=400) for s in scenes]
     if scale is None:
         scale = resolve_metric_scale(explicit=config.metric_scale or None, checkpoint=loaded.training_scales)
     metric_scale = scale.metres_per_unit
-    episodes: list[Episode] = []
-    plot_data = []
-    bar = tqdm(total=len(scenes) * len(methods), desc="closed loop", unit="ep", disable=not progress)
-    for scene, expert in zip(scenes, experts, strict=True):
-        max_steps = min(
-            config.max_episode_steps,
-            max(config.min_steps, int(math.ceil(config.step_factor * expert.metrics.steps))),
-        )
-        free = free_walk(scene, max(max_steps, 400, config.explore_steps))
-        target = target_pedestrian(scene, free)
-        recorded = None
-        if config.task == "navigate":
-            from navintent.evaluation.tasks import record_topomap
-            from navintent.sim.render import SceneRenderer
-
-            with contextlib.closing(SceneRenderer(scene)) as renderer:
-                recorded = record_topomap(scene, renderer, every_frames=config.map_every)
-        scene_eps: dict[str, Episode] = {}
-        adam_budget = None
-        for method in methods:
-            bar.set_postfix(scene=scene.seed, method=method)
-            budget = config.budget_s if config.budget_s > 0 else adam_budget
-            ep, policy = run_episode(
-                loaded, method, scene, config=config, metric_scale=metric_scale, max_steps=max_steps,
-                free=free, target=target, budget_s=budget, recorded=recorded,
-            )  # fmt: skip
-            if method == "adam" and policy is not None and policy.optimisation_seconds:
-                adam_budget = float(np.mean(policy.optimisation_seconds))
-            scene_eps[method] = ep
-            episodes.append(ep)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    mine = list(range(rank, config.scenes, world))
+    jobs = [(loaded, config, tuple(methods), metric_scale, i, threads) for i in mine]
+    bar = tqdm(total=len(jobs), desc="closed loop", unit="scene", disable=not progress or rank != 0)
+    results: list[SceneResult] = []
+    if workers > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            for res in pool.imap_unordered(_scene_worker, jobs):
+                results.append(res)
+                bar.update(1)
+    else:
+        for job in jobs:
+            results.append(_scene_worker(job))
             bar.update(1)
-        nominal = scene_eps.get(NOMINAL)
-        if nominal is not None:
-            for ep in scene_eps.values():
-                ep.row["attack_success"] = attack_success(
-                    ep.row["target_min_distance"], nominal.row["target_min_distance"], config.safety_radius
-                )
-        plot_data.append((scene, target, free, scene_eps))
     bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        gathered: list[Any] = [None] * world if rank == 0 else None
+        dist.gather_object(results, gathered, dst=0)
+        if rank != 0:
+            return {"rank": rank, "scenes": [r.index for r in results]}
+        results = [r for part in gathered for r in part]
+    results.sort(key=lambda r: r.index)
+    out.mkdir(parents=True, exist_ok=True)
+    episodes = [ep for r in results for ep in r.episodes.values()]
     rows = [e.row for e in episodes]
     summary = aggregate(rows, tuple(methods))
     table = markdown_table(summary, config.task)
@@ -985,39 +1094,58 @@ def evaluate(
         "metric_scale": metric_scale,
         "metric_scale_source": scale.source,
         "nominal": NOMINAL if NOMINAL in methods else None,
+        "workers": workers,
         "scenes": [
             {
-                "seed": int(s.seed),
-                "pedestrians": s.num_pedestrians,
-                "target": int(t),
-                "expert_steps": e.metrics.steps,
+                "seed": int(r.scene.seed),
+                "pedestrians": r.scene.num_pedestrians,
+                "target": int(r.target),
+                "expert_steps": r.expert_steps,
             }
-            for (s, t, _, _), e in zip(plot_data, experts, strict=True)
-        ],
+            for r in results
+        ],  # fmt: skip
         "summary": summary,
+        "closed_loop": {config.task: closed_loop_statistics(rows, tuple(methods))},
+        "paired": paired_steering_comparisons(rows, tuple(methods)),
         "episodes": rows,
         "table": table,
     }
     write_json(out / "metrics.json", report)
     (out / "results.md").write_text(
-        f"# Closed-loop evaluation, task `{config.task}`\n\n{len(scenes)} held-out scenes (seeds "
-        f"{[s.seed for s in scenes]}), "
-        f"metric scale {metric_scale:.4f} m per unit, safety radius {config.safety_radius} m, nominal "
-        f"`{NOMINAL}`.\n\n{table}"
+        f"# Closed-loop evaluation, task `{config.task}`\n\n{len(results)} held-out scenes (seeds "
+        f"{[r.scene.seed for r in results]}), metric scale {metric_scale:.4f} m per unit, safety radius "
+        f"{config.safety_radius} m, nominal `{NOMINAL}`.\n\n{table}\n{ci_table(report['closed_loop'][config.task])}"
     )
     if plots:
         from navintent.viz import plot_closed_loop, plot_summary_bars
 
         report["plots"] = []
-        for scene, target, free, scene_eps in plot_data[: config.max_plots]:
-            path = out / f"closed_loop_{scene.seed}.png"
-            tracks = {m: (e.poses, e.agents, e.row) for m, e in scene_eps.items()}
-            plot_closed_loop(path, scene, tracks, free, target, config.safety_radius)
+        for r in results[: config.max_plots]:
+            path = out / f"closed_loop_{r.scene.seed}.png"
+            tracks = {m: (e.poses, e.agents, e.row) for m, e in r.episodes.items()}
+            plot_closed_loop(path, r.scene, tracks, r.free, r.target, config.safety_radius)
             report["plots"].append(path.name)
         plot_summary_bars(out / "summary.png", summary)
         report["plots"].append("summary.png")
         write_json(out / "metrics.json", report)
     return report
+
+
+def ci_table(stats_by_method: dict[str, dict[str, Any]]) -> str:
+    """Rates and means with their 95% bootstrap intervals, one row per method (Markdown)."""
+    names = list(CLOSED_LOOP_METRICS)
+    lines = ["| method | " + " | ".join(names) + " |", "|---|" + "|".join("---:" for _ in names) + "|"]
+    for method, metrics in stats_by_method.items():
+        cells = []
+        for name in names:
+            m = metrics[name]
+            if m["mean"] is None:
+                cells.append("–")
+            else:
+                lo, hi = m["ci95"]
+                cells.append(f"{m['mean']:.2f} [{lo:.2f}, {hi:.2f}] (n={m['n']})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ experiments
@@ -1345,7 +1473,10 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
         report = evaluate(
             loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
             meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])}, scale=scale,
+            workers=args.workers, threads=args.threads,
         )  # fmt: skip
+    if "table" not in report:  # a torchrun rank other than 0: rank 0 writes the report
+        return 0
     print(report["table"])
     print(
         f"wrote {Path(args.out_dir) / 'metrics.json'}, results.md"
@@ -1416,6 +1547,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scenes run in this many processes, --threads torch threads each (default: all cores, %(default)s); "
+        "results do not depend on it, except the wall-clock-budgeted baselines",
     )
     p.add_argument("--methods", default="all", help=f"comma list of {list(METHODS)} or 'all'")
     p.add_argument(

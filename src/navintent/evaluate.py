@@ -592,7 +592,7 @@ class ClosedLoopPolicy:
             obs_img=obs,
             goal_img=goal,
             metric_scale=torch.tensor([self.metric_scale], device=self.device),
-            goal_mask=torch.zeros(1, dtype=torch.long, device=self.device),
+            goal_mask=torch.full((1,), int(self.goal_masked), dtype=torch.long, device=self.device),
             ref_traj=ref,
             ref_mask=None if ref is None else torch.ones(1, device=self.device),
             agents=self._target_future(),

@@ -1574,24 +1574,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--safety-radius", type=float, default=EvalConfig.safety_radius, help="attack success radius (m)"
     )
     p.add_argument("--lambda-cfg", type=float, default=0.0, help="classifier-free guidance weight")
-    p.add_argument(
-        "--noise-lr",
-        type=float,
-        default=EvalConfig.noise_lr,
-        help="Adam learning rate on the noise (noise methods)",
-    )
-    p.add_argument(
-        "--noise-nll-weight",
-        type=float,
-        default=EvalConfig.noise_nll_weight,
-        help="weight of the noise realism term noise_nll in the noise methods' loss",
-    )
-    p.add_argument(
-        "--noise-space",
-        choices=("all", "x_T"),
-        default=EvalConfig.noise_space,
-        help="noise the noise methods optimise: all (x_T and every step noise) or x_T",
-    )
+    from navintent.optimize import add_noise_arguments
+
+    add_noise_arguments(p)
     p.add_argument(
         "--step-factor", type=float, default=EvalConfig.step_factor, help="episode limit / expert steps"
     )

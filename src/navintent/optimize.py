@@ -1552,24 +1552,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--patience", type=int, default=0, help="early stopping after N steps without improvement (0 = off)"
     )
     p.add_argument("--cem-population", type=int, default=16, help="CEM candidates per iteration")
-    p.add_argument(
-        "--noise-lr",
-        type=float_at_least(0.0, strict=True),
-        default=Z2OptimConfig.noise_lr,
-        help="Adam learning rate on the diffusion noise (methods noise, z2+noise; N(0, 1) units)",
-    )
-    p.add_argument(
-        "--noise-nll-weight",
-        type=float_at_least(0.0),
-        default=Z2OptimConfig.noise_nll_weight,
-        help="weight of the noise realism term noise_nll (chi NLL of the noise norm, nats) in the noise methods' loss",
-    )
-    p.add_argument(
-        "--noise-space",
-        choices=NOISE_SPACES,
-        default=Z2OptimConfig.noise_space,
-        help="noise the noise methods optimise and the noise realism measures: all (x_T and every step noise) or x_T",
-    )
+    add_noise_arguments(p)
     p.add_argument(
         "--guide-scales",
         type=float,
@@ -1606,6 +1589,29 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--no-plots", action="store_true")
+
+
+def add_noise_arguments(p: argparse.ArgumentParser) -> None:
+    """``--noise-lr``, ``--noise-nll-weight``, ``--noise-space`` (the noise methods' settings, defaults of
+    :class:`Z2OptimConfig`), shared by ``optimize-z2`` and ``evaluate``."""
+    p.add_argument(
+        "--noise-lr",
+        type=float_at_least(0.0, strict=True),
+        default=Z2OptimConfig.noise_lr,
+        help="Adam learning rate on the diffusion noise (methods noise, z2+noise; N(0, 1) units)",
+    )
+    p.add_argument(
+        "--noise-nll-weight",
+        type=float_at_least(0.0),
+        default=Z2OptimConfig.noise_nll_weight,
+        help="weight of the noise realism term noise_nll (chi NLL of the noise norm, nats) in the noise methods' loss",
+    )
+    p.add_argument(
+        "--noise-space",
+        choices=NOISE_SPACES,
+        default=Z2OptimConfig.noise_space,
+        help="noise the noise methods optimise and the noise realism measures: all (x_T and every step noise) or x_T",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -285,6 +285,7 @@ TASK_MEANS: tuple[str, ...] = (
     "replan_ms_median",
     "replan_ms_p95",
     "static_collisions",
+    "static_blocked_steps",
     "coverage_m2",
 )
 
@@ -1066,6 +1067,8 @@ def evaluate(
             for res in pool.imap_unordered(_scene_worker, jobs):
                 results.append(res)
                 bar.update(1)
+            pool.close()  # let the workers exit on their own (terminate() would leave their semaphores behind)
+            pool.join()
     else:
         for job in jobs:
             results.append(_scene_worker(job))

@@ -109,19 +109,31 @@ def test_exploration_counts_static_collisions_as_a_hand_rerun_does():
     episode = run_exploration(scene, explorer, spy, steps=120)
     m = exploration_metrics(episode)
     # hand count: the same commands in a fresh world (stand still while the context fills, then full speed ahead)
-    world, blocked, poses = World(scene), 0, [World(scene).pose.copy()]
+    world, blocked, poses, onsets, before = World(scene), 0, [World(scene).pose.copy()], 0, False
     robot = scene.config.robot
     for t in range(120):
         world.step(0.0 if t < CFG.context_size else robot.max_v, 0.0)
         blocked += world.last_static_collision
+        onsets += world.last_static_collision and not before
+        before = world.last_static_collision
         poses.append(world.pose.copy())
-    assert m["static_collisions"] == blocked and blocked > 0  # 120 steps x 5 cm reaches a wall
+    assert (
+        m["static_blocked_steps"] == blocked and blocked > 1
+    )  # 120 steps x 5 cm reaches a wall and pushes on
+    assert m["static_collisions"] == onsets == 1  # one collision: straight ahead stays against the wall
     np.testing.assert_allclose(episode.poses, np.array(poses))
     cells = {(int(np.floor(x / 0.5)), int(np.floor(y / 0.5))) for x, y, _ in poses}
     assert m["coverage_m2"] == pytest.approx(0.25 * len(cells))
     assert m["path_length"] == pytest.approx(
         np.linalg.norm(np.diff(np.array(poses)[:, :2], axis=0), axis=1).sum()
     )
+
+
+def test_static_collision_events_count_onsets():
+    from navintent.evaluation.tasks import static_collision_events
+
+    assert static_collision_events(np.array([True, True, False, True, False, False, True, True])) == 3
+    assert static_collision_events(np.zeros(0, dtype=bool)) == 0
 
 
 def test_navigation_metrics_on_a_hand_built_episode():
@@ -148,7 +160,7 @@ def test_navigation_metrics_on_a_hand_built_episode():
     m = navigation_metrics(episode, reference_length=0.3, target=0, goal_tolerance=0.25)
     dt = scene.config.robot.dt
     assert m["goal_reached"] and not m["success"]  # a static collision
-    assert m["static_collisions_per_100m"] == pytest.approx(100 * 1 / 0.4)
+    assert m["static_collisions_per_100m"] == pytest.approx(100 * 1 / 0.4)  # one event in 0.4 m
     assert m["spl"] == 0.0 and m["path_length"] == pytest.approx(0.4)
     assert m["time_within_0.5m"] == pytest.approx(2 * dt) and m["time_within_1.2m"] == pytest.approx(4 * dt)
     assert m["min_distance_target"] == pytest.approx(0.3) and m["min_distance_pedestrian"] == pytest.approx(

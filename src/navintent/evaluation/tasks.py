@@ -20,8 +20,9 @@ Metrics (:func:`navigation_metrics`, :func:`exploration_metrics`), all from one 
   the scene's goal (a declaration far from the goal is a localisation failure, not a success);
 - ``success``: goal reached with no static and no pedestrian collision;
 - ``static_collision`` / ``pedestrian_collision``: any during the episode; ``static_collisions_per_100m`` /
-  ``pedestrian_collisions_per_100m``: counts (blocked steps; contact onsets) per 100 m driven (None if it did not
-  move);
+  ``pedestrian_collisions_per_100m``: collision events per 100 m driven (None if it did not move). A static
+  collision event is the onset of a run of blocked steps (a robot pushing against a wall for ten steps collides
+  once); a pedestrian event is a contact onset;
 - ``spl``: success weighted by path length (Anderson et al. 2018), ``success * L / max(L, path_length)`` with
   ``L`` the expert's pedestrian-free path length (the map's traversal);
 - ``path_length`` (m), ``time_to_goal`` (s; None unless reached);
@@ -32,8 +33,9 @@ Metrics (:func:`navigation_metrics`, :func:`exploration_metrics`), all from one 
 - ``localisation_consistency``: share of consecutive planned ticks whose closest node moved by at most one;
 - ``replan_ms_median`` / ``replan_ms_p95``: planning time of the loop per tick (vision pass, distances, sampling,
   latent), wall-clock on this machine.
-- exploration: ``static_collisions`` (blocked steps per episode), ``pedestrian_collisions``, ``coverage_m2`` (area
-  of the distinct 0.5 m grid cells the robot's centre visited), ``path_length``.
+- exploration: ``static_collisions`` (static collision events per episode), ``static_blocked_steps``,
+  ``pedestrian_collisions`` (contact onsets), ``coverage_m2`` (area of the distinct 0.5 m grid cells the robot's
+  centre visited), ``path_length``.
 """
 
 from __future__ import annotations
@@ -158,6 +160,14 @@ def _personal_space(episode: TaskEpisode, dt: float) -> dict[str, float | None]:
     return out
 
 
+def static_collision_events(static_hits: np.ndarray) -> int:
+    """Onsets of runs of blocked steps in ``static_hits [S]`` (bool)."""
+    hits = np.asarray(static_hits, dtype=bool)
+    if not len(hits):
+        return 0
+    return int(hits[0]) + int((hits[1:] & ~hits[:-1]).sum())
+
+
 def _per_100m(count: int, length: float) -> float | None:
     return None if length <= 1e-9 else 100.0 * count / length
 
@@ -188,7 +198,9 @@ def navigation_metrics(
         "success": bool(success),
         "static_collision": base.static_collisions > 0,
         "pedestrian_collision": base.pedestrian_collisions > 0,
-        "static_collisions_per_100m": _per_100m(base.static_collisions, base.path_length),
+        "static_collisions_per_100m": _per_100m(
+            static_collision_events(episode.static_hits), base.path_length
+        ),
         "pedestrian_collisions_per_100m": _per_100m(base.pedestrian_collisions, base.path_length),
         "spl": float(success) * reference_length / max(reference_length, base.path_length, 1e-9),
         "path_length": base.path_length,
@@ -209,7 +221,8 @@ def exploration_metrics(episode: TaskEpisode) -> dict[str, Any]:
     base = compute_metrics(episode.scene, episode.poses, episode.agents, episode.static_hits)
     cells = {tuple(c) for c in np.floor(episode.poses[:, :2] / COVERAGE_CELL_M).astype(np.int64)}
     return {
-        "static_collisions": base.static_collisions,
+        "static_collisions": static_collision_events(episode.static_hits),
+        "static_blocked_steps": base.static_collisions,
         "pedestrian_collisions": base.pedestrian_collisions,
         "static_collision": base.static_collisions > 0,
         "coverage_m2": len(cells) * COVERAGE_CELL_M**2,

@@ -561,3 +561,37 @@ def test_crossing_pedestrian_hand_values_and_appending_to_existing_agents():
         crossing_pedestrian(1, 4, 0.5, 0.0, 1.0)
     with pytest.raises(ValueError, match=r"agent tracks have T=4 waypoints, the scenarios' agents 8"):
         add_agents(sc, crossing_pedestrian(B, 4, 0.5, 1.0, 1.0))
+
+
+def test_a_latent_that_does_nothing_is_named_before_steering(tmp_path, capsys):
+    """A zero-initialised z_proj (an untrained latent path): latent_effect is 0 and optimize-z2 warns, with the
+    number, that the z2 methods cannot move the samples; a trained-looking one gives no warning."""
+    from navintent.checkpoint import save_checkpoint
+    from navintent.optimize import latent_effect
+
+    model = TwoStageIntentModel(preset_model_config("tiny"), IntentConfig(z1_dim=4, enc2_hidden=16)).eval()
+    cond = torch.randn(3, model.config.encoding_size)
+    z2 = torch.randn(3, model.z_dim)
+    assert latent_effect(model, cond, z2) == 0.0
+    torch.nn.init.normal_(model.z_proj.weight, std=0.5)
+    expected = ((model.z_proj.weight @ z2.T).T.norm(dim=-1) / cond.norm(dim=-1)).mean()
+    assert latent_effect(model, cond, z2) == pytest.approx(float(expected), rel=1e-5)
+    torch.nn.init.zeros_(model.z_proj.weight)
+    ckpt = tmp_path / "untrained.pt"
+    save_checkpoint(ckpt, model, scheduler_config=SchedulerConfig())
+    argv = [
+        "optimize-z2",
+        "--ckpt",
+        str(ckpt),
+        "--steps",
+        "1",
+        "--draws",
+        "1",
+        "--eval-draws",
+        "1",
+        "--no-plots",
+    ]
+    assert main([*argv, "--out-dir", str(tmp_path / "o"), "--metric-scale", "0.05"]) == 0
+    assert "warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by 0% " in (
+        capsys.readouterr().err
+    )

@@ -114,6 +114,8 @@ from navintent.objectives import (
 )
 
 METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise", "plain")
+# Methods that move z2 (a policy whose latent does nothing makes them return their start).
+Z2_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "z2+noise")
 NOISE_METHODS: tuple[str, ...] = ("noise", "z2+noise")
 """Methods that optimise the diffusion noise: their result exists on the optimisation draws only."""
 SPACES: tuple[str, ...] = ("auto", "whitened", "z2")
@@ -1634,6 +1636,18 @@ def _methods(text: str) -> tuple[str, ...]:
     return names
 
 
+# Below this relative effect of z2 on the denoiser's condition (see latent_effect), optimize-z2 warns.
+LATENT_EFFECT_WARNING = 1e-2
+
+
+def latent_effect(model: nn.Module, cond: Tensor, z2: Tensor) -> float:
+    """How much z2 moves the denoiser's condition: the mean over rows of ``|z_proj(z2) - z_proj(0)| / |cond|``
+    (``cond [B, E]`` from the vision encoder, ``z2 [B, z_dim]``). 0 for a zero-initialised ``z_proj``."""
+    with torch.no_grad():
+        shift = model.z_proj(z2) - model.z_proj(torch.zeros_like(z2))
+        return float((shift.norm(dim=-1) / cond.norm(dim=-1).clamp_min(1e-12)).mean())
+
+
 def run_cli(args: argparse.Namespace) -> int:
     methods = _methods(args.method)
     config = Z2OptimConfig(
@@ -1747,6 +1761,14 @@ def run_cli(args: argparse.Namespace) -> int:
         generator=gen,
         noise_space=config.noise_space,
     )
+    effect = latent_effect(model, adapter.cond, adapter.z2_init)
+    if effect < LATENT_EFFECT_WARNING and any(m in Z2_METHODS for m in methods):
+        print(
+            f"warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by {100 * effect:.2g}% "
+            f"of its norm (max |z_proj weight| {float(model.z_proj.weight.abs().max()):.3g}); steering z2 cannot move "
+            "its samples, so the z2 methods will return their start. Train longer (the latent path learns from zero).",
+            file=sys.stderr,
+        )
     try:
         results = run_methods(adapter, config, methods, budget_s=args.budget, seed=args.seed)
         eval_noise = adapter.draw_noise(

@@ -257,14 +257,14 @@ class _Loop:
         self,
         policy: Any,
         *,
-        num_samples: int,
-        waypoint_index: int,
+        num_samples: int = 8,
+        waypoint_index: int = 2,
         metric_scale: float,
-        latent: str | LatentFn | None,
-        reference_fn: Callable[[], Any] | None,
-        lambda_cfg: float,
-        center_crop: bool,
-        seed: int,
+        latent: str | LatentFn | None = "none",
+        reference_fn: Callable[[], Any] | None = None,
+        lambda_cfg: float = 0.0,
+        center_crop: bool = True,
+        seed: int = 0,
     ) -> None:
         check_positive_int("num_samples", num_samples)
         check_non_negative_int("waypoint_index", waypoint_index)
@@ -437,31 +437,6 @@ class Explorer(_Loop):
     """NoMaD's ``explore.py`` loop: goal-masked sampling (no map), the same interface as :class:`TopomapNavigator`
     (``num_samples``, ``waypoint_index``, ``metric_scale``, ``latent``, ``lambda_cfg``, ``center_crop``,
     ``seed``). The masked goal image is zeros (its token is masked out; NoMaD feeds random noise)."""
-
-    def __init__(
-        self,
-        policy: Any,
-        *,
-        num_samples: int = 8,
-        waypoint_index: int = 2,
-        metric_scale: float,
-        latent: str | LatentFn | None = "none",
-        reference_fn: Callable[[], Any] | None = None,
-        lambda_cfg: float = 0.0,
-        center_crop: bool = True,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            policy,
-            num_samples=num_samples,
-            waypoint_index=waypoint_index,
-            metric_scale=metric_scale,
-            latent=latent,
-            reference_fn=reference_fn,
-            lambda_cfg=lambda_cfg,
-            center_crop=center_crop,
-            seed=seed,
-        )
 
     @torch.no_grad()
     def step(self, frame: np.ndarray) -> DeployStep:

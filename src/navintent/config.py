@@ -418,8 +418,10 @@ class TrainConfig(ConfigBase):
     ``min_dist_cat``/``max_dist_cat`` (nomad.yaml ``distance:``),
     ``min_action_distance``/``max_action_distance`` (nomad.yaml ``action:``), ``normalize`` (NoMaD's: actions
     divided by ``metric_waypoint_spacing * waypoint_spacing``; false: metres), ``context_type`` (only
-    "temporal", the one NoMaD implements), ``ref_mode`` ("future" | "file" | "none") and ``ref_horizon`` (0 =
-    ``2 * len_traj_pred``) apply to every dataset; ``waypoint_spacing``, ``negative_mining``, ``end_slack``
+    "temporal", the one NoMaD implements), ``ref_mode`` ("future" | "file" | "planner" | "none"; "planner": the
+    future path through anchors every 4 waypoints at the nominal speed, a stand-in for a planner's path, see
+    :func:`navintent.data.dataset.planner_route`) and ``ref_horizon`` (0 = ``2 * len_traj_pred``) apply to every
+    dataset; ``waypoint_spacing``, ``negative_mining``, ``end_slack``
     and ``goals_per_obs`` apply to ``--data_dir`` datasets only (a config's ``datasets:`` entries carry their
     own, see :class:`DatasetSpec`).
     """
@@ -532,8 +534,8 @@ class TrainConfig(ConfigBase):
             raise ValueError(
                 f"max_dist_cat must be >= min_dist_cat={self.min_dist_cat}, got {self.max_dist_cat}"
             )
-        if self.ref_mode not in ("future", "file", "none"):
-            raise ValueError(f"ref_mode must be 'future', 'file' or 'none', got {self.ref_mode!r}")
+        if self.ref_mode not in ("future", "file", "planner", "none"):
+            raise ValueError(f"ref_mode must be 'future', 'file', 'planner' or 'none', got {self.ref_mode!r}")
         for name in ("goal_mask_prob", "alpha", "eval_fraction", "ema_max_decay"):
             _check_probability(name, getattr(self, name))
         if self.eval_fraction == 0:
@@ -812,6 +814,8 @@ class TwoStageTrainingConfig(ConfigBase):
     - with ``datasets``, ``train.waypoint_spacing``/``negative_mining``/``end_slack``/``goals_per_obs`` must
     keep their defaults: every entry carries its own value, so a train-level one would be ignored.
     - a ``datasets`` entry name may appear once.
+    - ``train.ref_mode: planner`` needs ``model.learn_angle`` false: a planner's route carries positions only,
+      while ``learn_angle`` asks for a reference with yaw.
     """
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -854,6 +858,11 @@ class TwoStageTrainingConfig(ConfigBase):
                 f"{str(self.model.learn_angle).lower()} (the dataset's ref_traj is [T, {want}]: "
                 f"x, y{', cos, sin of the yaw' if want == 4 else ''}), got "
                 f"intent.ref_dim={self.intent.ref_dim} with model.learn_angle={self.model.learn_angle}"
+            )
+        if self.train.ref_mode == "planner" and self.model.learn_angle:
+            raise ValueError(
+                "train.ref_mode 'planner' gives a reference without yaw (a route has positions only), but "
+                "model.learn_angle asks for one with yaw; got train.ref_mode='planner' with model.learn_angle=True"
             )
         if self.datasets:
             defaults = TrainConfig()

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from navintent.config import IntentConfig, ModelConfig, TrainConfig, TwoStageTrainingConfig
 from navintent.data import NavDataset, as_nomad_tuple
+from navintent.data.dataset import planner_route
 from navintent.data.split import write_traj_names
 from navintent.data.synthetic import (
     arc_poses,
@@ -181,6 +183,76 @@ def test_ref_modes_and_padding(synth, make_dataset):
         assert s_none["ref_traj"].shape == (2 * T, 2) and not s_none["ref_traj"].any()
         assert s_none["ref_mask"].item() == 0.0
     assert padded > 0
+
+
+# ref_mode="planner" on a hand-made trajectory (yaw 0, metres): still for 3 frames, then frame 3 at the origin,
+# forward with a pause (frames 4-7), a left turn (frames 8-11). Anchors every 4 waypoints, 0.25 m per waypoint.
+PLANNER_POS = np.array(
+    [[-0.3, 0], [-0.2, 0], [-0.1, 0], [0, 0], [0.1, 0], [0.1, 0], [0.3, 0], [0.5, 0]]
+    + [[0.5, 0.1], [0.5, 0.3], [0.5, 0.4], [0.5, 0.5]]
+)
+# By hand, in units of 0.25 m (len_traj_pred 4 -> 8 reference rows at arc length 0.25 * i m along the route):
+# t = 3: anchors (0, 0), (0.5, 0) [waypoint 4 = frame 7], (0.5, 0.5) [waypoint 8 = frame 11]; the pause and the
+#   wiggle between anchors vanish, the route is 1 m long, so rows 1-4 are (1, 0), (2, 0), (2, 1), (2, 2), then the end.
+# t = 5: anchors (0.1, 0), (0.5, 0.3) [frame 9], (0.5, 0.5) [frame 11, the last frame repeats]: a 0.5 m segment
+#   (3-4-5) and a 0.2 m one; 0.25 m is halfway along the first -> (0.3, 0.15) - (0.1, 0) = (0.2, 0.15) m.
+PLANNER_EXPECTED = {
+    3: [[1, 0], [2, 0], [2, 1], [2, 2]] + [[2, 2]] * 4,
+    5: [[0.8, 0.6], [1.6, 1.2]] + [[1.6, 2.0]] * 6,
+}
+
+
+@pytest.mark.parametrize("world_yaw", [0.0, 2.0])
+def test_planner_reference_by_hand(tmp_path, make_dataset, world_yaw):
+    """The same trajectory rotated by ``world_yaw`` and shifted in the world gives the same local reference."""
+    c, s = np.cos(world_yaw), np.sin(world_yaw)
+    pos = PLANNER_POS @ np.array([[c, s], [-s, c]]) + np.array([3.0, -1.0])
+    write_trajectory(tmp_path / "d", "a", pos, np.full(len(pos), world_yaw))
+    write_traj_names(tmp_path / "s", ["a"])
+    ds = make_dataset(tmp_path / "d", tmp_path / "s", len_traj_pred=4, ref_mode="planner", goal_seed=0)
+    fut = make_dataset(tmp_path / "d", tmp_path / "s", len_traj_pred=4, goal_seed=0)
+    by_time = {decode_frame_ids(ds[i]["obs_img"])[-1][1]: i for i in range(len(ds))}
+    for t, expected in PLANNER_EXPECTED.items():
+        sample = ds[by_time[t]]
+        np.testing.assert_allclose(sample["ref_traj"].numpy(), expected, atol=1e-5)
+        assert sample["ref_mask"].item() == 1.0
+        # the target is untouched, and differs from the planner's reference
+        torch.testing.assert_close(sample["actions"], fut[by_time[t]]["actions"], rtol=0, atol=0)
+        assert not torch.allclose(sample["ref_traj"][:4], sample["actions"], atol=0.05)
+
+
+def test_planner_route_by_hand():
+    # anchors every 2 rows: (0, 0), (1, 0), (3, 1); segments 1 and sqrt(5); 1.5 m per row
+    points = np.array([[0, 0], [1, 0], [1, 0], [3, 0], [3, 1]], dtype=float)
+    u = np.array([2.0, 1.0]) / np.sqrt(5.0)
+    expected = [[1, 0] + 0.5 * u, [1, 0] + 2.0 * u, [3, 1], [3, 1]]
+    np.testing.assert_allclose(planner_route(points, 2, 1.5), expected, atol=1e-12)
+    # anchor_every 1 keeps every point; repeated points (a pause) add no length
+    np.testing.assert_allclose(planner_route(points, 1, 1.0), [[1, 0], [2, 0], [3, 0], [3, 1]], atol=1e-12)
+    # a robot that stands still: its position repeated
+    np.testing.assert_array_equal(planner_route(np.ones((4, 2)), 2, 0.3), np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"points must be \[H \+ 1, 2\] with H >= 1, got shape \[1, 2\]"):
+        planner_route(np.zeros((1, 2)), 2, 1.0)
+    with pytest.raises(ValueError, match="anchor_every must be an integer >= 1, got 0"):
+        planner_route(points, 0, 1.0)
+    with pytest.raises(ValueError, match="step must be a positive number of metres, got 0.0"):
+        planner_route(points, 2, 0.0)
+
+
+def test_planner_reference_has_no_yaw(synth, make_dataset):
+    with pytest.raises(ValueError, match="ref_mode 'planner' gives positions only.*got ref_yaw=True"):
+        make_dataset(synth.data_folder, synth.split_folder, ref_mode="planner", learn_angle=True)
+    assert TrainConfig(ref_mode="planner").ref_mode == "planner"
+    with pytest.raises(
+        ValueError, match="ref_mode must be 'future', 'file', 'planner' or 'none', got 'plan'"
+    ):
+        TrainConfig(ref_mode="plan")
+    with pytest.raises(ValueError, match="got train.ref_mode='planner' with model.learn_angle=True"):
+        TwoStageTrainingConfig(
+            model=ModelConfig(learn_angle=True),
+            intent=IntentConfig(ref_dim=4),
+            train=TrainConfig(ref_mode="planner"),
+        )
 
 
 def test_agents(tmp_path, make_dataset):

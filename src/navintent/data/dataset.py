@@ -54,7 +54,9 @@ from navintent.data.format import (
 )
 from navintent.data.spacing import DEFAULT_DATA_CONFIG, configured_spacing, load_data_config
 
-REF_MODES = ("future", "file", "none")
+REF_MODES = ("future", "file", "none", "planner")
+# ``ref_mode="planner"``: one anchor every this many reference waypoints (see :func:`planner_route`).
+PLANNER_ANCHOR_EVERY = 4
 NOMAD_TUPLE_KEYS = ("obs_img", "goal_img", "actions", "distance", "goal_pos", "dataset_idx", "action_mask")
 
 
@@ -65,6 +67,39 @@ def as_nomad_tuple(batch: Mapping[str, Any]) -> tuple:
     Note: NoMaD's images are NOT ImageNet-normalised by the dataset (its training loop does it); these are.
     """
     return tuple(batch[k] for k in NOMAD_TUPLE_KEYS)
+
+
+def planner_route(points: np.ndarray, anchor_every: int, step: float) -> np.ndarray:
+    """A planner's path made from a robot's own future: coarse anchors, linear in between, timing removed.
+
+    ``points [H + 1, 2]`` (metres, any frame): the current position (row 0) and the future waypoints 1..H.
+    Anchors: rows ``0, k, 2k, ...`` and row ``H`` (``k = anchor_every``); the route is the polyline through them
+    (what the robot did between anchors is dropped, as a coarse route from a map or a global planner would).
+    Timing: row ``i`` of the result (i = 1..H) is the point at arc length ``i * step`` metres along the route
+    (traversed at the nominal ``step`` per waypoint; ``NavDataset`` uses ``metric_waypoint_spacing *
+    waypoint_spacing``, the dataset's mean speed when the spacing is the measured one), and the route's end past
+    its length: where the robot paused or sped up the reference does not. Returns ``[H, 2]`` float64 in the frame
+    of ``points``. Segments of zero length are skipped; a route of zero length gives ``H`` copies of row 0.
+
+    Raises ``ValueError`` for ``points`` not ``[H + 1, 2]`` with ``H >= 1``, ``anchor_every < 1`` or ``step <= 0``.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:
+        raise ValueError(f"points must be [H + 1, 2] with H >= 1, got shape {list(points.shape)}")
+    if isinstance(anchor_every, bool) or int(anchor_every) != anchor_every or anchor_every < 1:
+        raise ValueError(f"anchor_every must be an integer >= 1, got {anchor_every!r}")
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be a positive number of metres, got {step!r}")
+    h = len(points) - 1
+    anchors = points[sorted(set(range(0, h + 1, int(anchor_every))) | {h})]
+    length = np.linalg.norm(np.diff(anchors, axis=0), axis=1)
+    keep = np.concatenate([[True], length > 0])  # drop anchors that repeat the previous one
+    anchors, arc = anchors[keep], np.concatenate([[0.0], np.cumsum(length[length > 0])])
+    s = step * np.arange(1, h + 1)
+    if len(anchors) == 1:
+        return np.repeat(anchors, h, axis=0)
+    # arc is strictly increasing here, so np.interp is the point at arc length s (clamped to the route's end)
+    return np.stack([np.interp(s, arc, anchors[:, 0]), np.interp(s, arc, anchors[:, 1])], axis=-1)
 
 
 def _int_arg(name: str, value: Any, minimum: int) -> int:
@@ -82,10 +117,14 @@ class NavDataset(Dataset):
     - ``metric_waypoint_spacing``: metres between frames; None -> looked up by ``dataset_name`` in ``data_config``
       (a YAML of NoMaD's form; default: the shipped ``data_config.yaml`` with NoMaD's known datasets).
     - ``ref_mode``: ``"future"`` (robot's own future waypoints), ``"file"`` (``ref_traj`` rows of
-      ``traj_data.pkl``, world frame, one per frame; every trajectory must have one) or ``"none"`` (zeros,
-      ``ref_mask = 0``). ``ref_horizon`` (default ``2 * len_traj_pred``) waypoints at ``waypoint_spacing``,
-      starting at the first future waypoint. ``ref_yaw`` (default ``learn_angle``) appends cos/sin of the yaw
-      relative to the current yaw (``"file"`` then needs a ``[N, 3]`` ``ref_traj``).
+      ``traj_data.pkl``, world frame, one per frame; every trajectory must have one), ``"planner"`` (a degraded
+      reference standing for a planner's path: the ``future`` waypoints kept only at anchors every
+      ``ref_anchor_every`` waypoints, default :data:`PLANNER_ANCHOR_EVERY`, joined by straight lines and
+      traversed at the nominal ``metric_waypoint_spacing * waypoint_spacing`` metres per waypoint, see
+      :func:`planner_route`; data without ``ref_traj`` can use it) or ``"none"`` (zeros, ``ref_mask = 0``).
+      ``ref_horizon`` (default ``2 * len_traj_pred``) waypoints at ``waypoint_spacing``, starting at the first
+      future waypoint. ``ref_yaw`` (default ``learn_angle``) appends cos/sin of the yaw relative to the current
+      yaw (``"file"`` then needs a ``[N, 3]`` ``ref_traj``; ``"planner"`` has no yaw and refuses it).
     - ``max_agents``: pad other agents to this count; ``with_agents``: None = emit ``agents``/``agents_mask`` iff
       any trajectory of the split has ``agents``, True = always (zeros + mask 0 where absent), False = never.
     - ``use_cache``, ``cache_dir``, ``progress``, ``cache_build_threads``: see :class:`navintent.data.cache.ImageStore`.
@@ -129,6 +168,7 @@ class NavDataset(Dataset):
         ref_mode: str = "future",
         ref_horizon: int | None = None,
         ref_yaw: bool | None = None,
+        ref_anchor_every: int = PLANNER_ANCHOR_EVERY,
         max_agents: int = 8,
         with_agents: bool | None = None,
         use_cache: bool = True,
@@ -177,6 +217,12 @@ class NavDataset(Dataset):
             "ref_horizon", 2 * self.len_traj_pred if ref_horizon is None else ref_horizon, 1
         )
         self.ref_yaw = self.learn_angle if ref_yaw is None else bool(ref_yaw)
+        if self.ref_mode == "planner" and self.ref_yaw:
+            raise ValueError(
+                "ref_mode 'planner' gives positions only (a route has no yaw), but ref_yaw is on (it follows "
+                f"learn_angle unless given), got ref_yaw={self.ref_yaw}; use ref_mode 'future' or 'file' with yaw"
+            )
+        self.ref_anchor_every = _int_arg("ref_anchor_every", ref_anchor_every, 1)
         self.max_agents = _int_arg("max_agents", max_agents, 1)
         self.goal_seed = goal_seed
 
@@ -399,9 +445,14 @@ class NavDataset(Dataset):
             ref_mask = 0.0
         else:
             rtimes = self._future_times(t, n, self.ref_horizon)
-            source = traj.position if self.ref_mode == "future" else traj.ref_traj
+            source = traj.position if self.ref_mode in ("future", "planner") else traj.ref_traj
             assert source is not None
-            ref = self._local(source[rtimes, :2], traj, t)
+            points = source[rtimes, :2]
+            if self.ref_mode == "planner":
+                step = self.metric_waypoint_spacing * self.waypoint_spacing  # metres per waypoint, nominal
+                route = np.concatenate([traj.position[t : t + 1], points])
+                points = planner_route(route, self.ref_anchor_every, step)
+            ref = self._local(points, traj, t)
             if self.ref_yaw:
                 ryaw = traj.yaw[rtimes] if self.ref_mode == "future" else source[rtimes, 2]
                 ref = self._with_yaw(ref, ryaw, float(traj.yaw[t]))

@@ -233,7 +233,7 @@ def prior_spread(model, dataset, *, samples: int, seed: int, batch_size: int = 6
 
 def evaluate(
     loaded: LoadedModel, config: TwoStageTrainingConfig, test_set, *, samples: int, fig: Path | None
-):
+) -> dict[str, float]:
     """Every test sample: :func:`evaluate_model` (goal masked and visible) plus :func:`prior_spread`."""
     tc = config.train.replace(
         eval_max_batches=10_000, eval_fraction=1.0, eval_num_samples=samples, batch_size=64, num_images_log=4
@@ -454,7 +454,9 @@ def plot_experiments(
             ax.set_aspect("equal", adjustable="datalim")
             if r == 0:
                 ax.set_title(name, fontsize=7)
-    fig.suptitle("Go2 test frames, goal masked: samples (blue), ground truth (black); x forward (up), m")
+    fig.suptitle(
+        "Go2 test frames, goal masked: samples (blue), ground truth (black); x forward (up), right to the right, m"
+    )
     fig.tight_layout()
     fig.savefig(out / "diversity.png", dpi=80)
     plt.close(fig)

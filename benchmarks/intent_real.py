@@ -68,7 +68,9 @@ RECIPE: dict[str, dict[str, Any]] = {
     # context_size 1 (NoMaD: 3): with the vision encoder frozen the image pass is most of a step's cost; one
     # past frame instead of three makes a step 1.5x cheaper at the same quality per step (see README Results)
     "model": {"image_size": [32, 32], "context_size": 1},
-    "intent": {},
+    # z1_dim 16 (demo preset: 8): twice the free-bits capacity (2 nats per dimension); the change that took the
+    # ADE reduction from 41% to 57% at 4200 steps (see README Results)
+    "intent": {"z1_dim": 16},
     "train": {
         "batch_size": 32,
         "lr": 2.0e-3,

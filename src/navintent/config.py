@@ -411,7 +411,9 @@ class TrainConfig(ConfigBase):
     dist_pred_net). Checkpoints every ``checkpoint_every`` steps (0 = epoch ends only) and at each epoch end;
     the newest ``keep_checkpoints`` step files are kept beside ``latest.pt``. Evaluation on the test split
     every ``eval_freq`` epochs and every ``eval_every`` steps (0 = off), on at most ``eval_fraction`` of it
-    and ``eval_max_batches`` batches, drawing ``eval_num_samples`` trajectories per observation for ADE/FDE.
+    and ``eval_max_batches`` batches, drawing ``eval_num_samples`` trajectories per observation for ADE/FDE;
+    the goal-conditioning metrics (distance-head Spearman/MAE, goal sensitivity;
+    :mod:`navintent.evaluation.goal_metrics`) use ``eval_goal_observations`` random test observations (0 = off).
     Scalars are logged every ``print_log_freq`` steps.
 
     Dataset options (``navintent.data.NavDataset``'s names; NoMaD's defaults):
@@ -454,6 +456,7 @@ class TrainConfig(ConfigBase):
     eval_fraction: float = 1.0
     eval_max_batches: int = 8
     eval_num_samples: int = 8
+    eval_goal_observations: int = 64
     num_images_log: int = 4
     waypoint_spacing: int = 1
     min_dist_cat: int = 0
@@ -518,6 +521,7 @@ class TrainConfig(ConfigBase):
             "seed",
             "num_workers",
             "eval_every",
+            "eval_goal_observations",
             "num_images_log",
             "min_dist_cat",
             "max_dist_cat",

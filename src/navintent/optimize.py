@@ -916,6 +916,7 @@ _SAMPLE_FIELDS = {
     "goal_pos": (False, "float", 2),
     "dataset_idx": (False, "intbool", 1),
     "action_mask": (False, "number", 1),
+    "goal_is_negative": (False, "number", 1),
 }
 
 

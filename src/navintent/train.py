@@ -61,6 +61,7 @@ from navintent.data.sources import (
 )
 from navintent.data.spacing import spacing_report
 from navintent.ema import EMA
+from navintent.evaluation.goal_metrics import goal_metrics
 from navintent.metric_scale import TrainingScale
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import build_noise_scheduler
@@ -732,6 +733,9 @@ def evaluate_model(
     (``none``); ``spread_*`` is the mean distance (metres) of the samples to their own mean, per waypoint, i.e.
     how much trajectories vary with z1 fixed. Only samples with ``action_mask = 1`` count. The conditions are
     paired: within a batch each one sees the same random draws (diffusion noise, timesteps, goal masks).
+    Goal conditioning (``train.eval_goal_observations`` random observations; definitions in
+    :mod:`navintent.evaluation.goal_metrics`): ``dist_spearman``, ``dist_mae`` (waypoint steps),
+    ``goal_sensitivity``, ``goal_mask_sensitivity`` and their displacements in metres.
     """
     tc, mc = config.train, config.model
     set_goal_seed(dataset, tc.seed)
@@ -802,6 +806,16 @@ def evaluate_model(
                 if figure_rows is not None and gtag == "gm" and "samples_" + mode not in figure_rows:
                     figure_rows["samples_" + mode] = way
     result = {k: sums[k] / counts[k] for k in sums if counts[k] > 0}
+    if tc.eval_goal_observations > 0:
+        goal = goal_metrics(
+            model,
+            dataset,
+            device=device,
+            observations=tc.eval_goal_observations,
+            seed=tc.seed,
+            scheduler=scheduler,
+        )
+        result.update(goal.as_scalars("eval/"))
     if figure_path is not None and figure_rows is not None and tc.num_images_log > 0:
         save_trajectory_figure(figure_rows, figure_path, mc.context_size, tc.num_images_log)
     return result

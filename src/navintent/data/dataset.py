@@ -134,6 +134,7 @@ class NavDataset(Dataset):
       obs_img [3(C+1), H, W] float32 (oldest frame first, current LAST), goal_img [3, H, W] float32,
       actions [T, 2|4] float32 (waypoints, spacing units, local frame; +cos/sin relative yaw if learn_angle),
       distance long (waypoint steps), goal_pos [2] float32, dataset_idx long, action_mask float32 (0/1),
+      goal_is_negative float32 (1: a negative-mining goal, ``distance = max_dist_cat``; navintent's addition),
       ref_traj [T_ref, 2|4] float32, ref_mask float32, metric_scale float32 (metres per spacing unit),
       [agents [T, max_agents, 2] float32, agents_mask [max_agents] float32].
     Past the trajectory end the last pose repeats (actions, ref_traj, agents).
@@ -465,6 +466,7 @@ class NavDataset(Dataset):
             "goal_pos": goal_pos.float(),
             "dataset_idx": torch.tensor(self.dataset_index, dtype=torch.long),
             "action_mask": torch.tensor(float(action_mask), dtype=torch.float32),
+            "goal_is_negative": torch.tensor(float(negative), dtype=torch.float32),
             "ref_traj": ref.float(),
             "ref_mask": torch.tensor(ref_mask, dtype=torch.float32),
             "metric_scale": torch.tensor(self.scale, dtype=torch.float32),

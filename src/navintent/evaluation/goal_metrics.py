@@ -1,0 +1,147 @@
+"""Does the policy see its goal? The distance head's quality and the goal's effect on the sampled trajectories.
+
+NoMaD's goal-conditioned navigation and its topological map rest on two things (Sridhar et al., 2023, Sec. III):
+the goal image must move the predicted actions, and the distance head must rank temporal distances, since the map
+localises and picks subgoals with it. These metrics measure both on held-out data.
+
+Definitions (all on the same seeded random subset of ``observations`` dataset indices; the dataset's goal draw is
+fixed by :func:`navintent.data.sources.set_goal_seed` beforehand):
+
+- **Distance head** (positives only: samples whose goal lies ahead on the same trajectory, ``goal_is_negative`` 0):
+  ``dist_spearman`` is Spearman's rank correlation (``scipy.stats.spearmanr``) between the head's prediction with
+  the goal visible and the true temporal distance label (waypoint steps, NoMaD's ``distance``); ``dist_mae`` the
+  mean absolute error in the same steps.
+- **Goal sensitivity**: trajectories are sampled without latent (``mode="none"``: the policy as NoMaD deploys it),
+  goal visible, with the diffusion noise fixed by a seeded generator. With ``x(g, n)`` the sampled waypoints
+  ``[T, 2]`` (metres) for goal image ``g`` and noise ``n``, and ``d(a, b)`` the mean over waypoints of the
+  Euclidean distance between two such trajectories:
+  ``goal_sensitivity = mean_i d(x(g_i, n), x(g_j, n)) / mean_i d(x(g_i, n), x(g_i, n'))`` where ``g_j`` is the goal
+  of another sample of the subset (the subset is randomly ordered and sample ``i`` takes the goal of sample ``i + 1``)
+  and ``n, n'`` are two noise draws (seeds ``seed`` and ``seed + 1``). 1.0 means the goal moves the plan as much as
+  the sampling noise does; a policy that ignores its goal scores about 0.
+- **Goal-mask sensitivity**: the same ratio with the goal masked (NoMaD's ``goal_mask = 1``) instead of swapped.
+
+The denominators and numerators are also returned (``goal_displacement_m``, ``mask_displacement_m``,
+``noise_displacement_m``) so a ratio can be read with its scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from navintent.actions import normalized_deltas_to_waypoints
+from navintent.models.intent import TwoStageIntentModel
+
+
+@dataclass(frozen=True)
+class GoalMetrics:
+    """Result of :func:`goal_metrics` (definitions in the module docstring). NaN where undefined: no positive
+    sample, a constant prediction (Spearman), or fewer than two observations (sensitivity)."""
+
+    dist_spearman: float
+    dist_mae: float
+    goal_sensitivity: float
+    goal_mask_sensitivity: float
+    goal_displacement_m: float
+    mask_displacement_m: float
+    noise_displacement_m: float
+    positives: int
+    observations: int
+
+    def as_scalars(self, prefix: str = "eval/") -> dict[str, float]:
+        """``{prefix + name: value}`` for logging (counts as floats)."""
+        return {prefix + k: float(v) for k, v in asdict(self).items()}
+
+
+def _subset(dataset: Dataset, observations: int, seed: int) -> list[int]:
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError("goal_metrics needs a non-empty dataset, got 0 samples")
+    rng = np.random.default_rng(seed)
+    return [int(i) for i in rng.permutation(n)[: min(observations, n)]]
+
+
+def _mean_distance(a: Tensor, b: Tensor) -> Tensor:
+    """``[B, T, 2]`` x2 -> ``[B]``: mean over waypoints of the Euclidean distance."""
+    return (a - b).norm(dim=-1).mean(-1)
+
+
+@torch.no_grad()
+def goal_metrics(
+    model: TwoStageIntentModel,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    observations: int = 64,
+    seed: int = 0,
+    scheduler=None,
+) -> GoalMetrics:
+    """Distance-head and goal-sensitivity metrics of ``model`` (eval mode) on ``observations`` samples of
+    ``dataset`` (module docstring). Deterministic given ``seed`` and the dataset's goal seed.
+
+    ``dataset`` items are NavDataset dicts (``obs_img``, ``goal_img``, ``distance``, ``goal_is_negative``,
+    ``metric_scale``). ``scheduler`` is the DDPM scheduler for sampling (default: the model's).
+    Raises ``ValueError`` for an empty dataset or ``observations < 1``.
+    """
+    if observations < 1:
+        raise ValueError(f"observations must be >= 1, got {observations}")
+    batch = default_collate([dataset[i] for i in _subset(dataset, observations, seed)])
+    obs = batch["obs_img"].to(device)
+    goal = batch["goal_img"].to(device)
+    bsz = obs.shape[0]
+    visible = torch.zeros(bsz, dtype=torch.long, device=device)
+
+    cond, tokens = model.encode(obs, goal, visible, return_tokens=True)
+    predicted = model.predict_distance(cond).squeeze(-1).cpu().double().numpy()
+    truth = batch["distance"].double().numpy()
+    positive = ~(batch["goal_is_negative"].numpy() > 0.5)
+    n_pos = int(positive.sum())
+    mae = float(np.abs(predicted[positive] - truth[positive]).mean()) if n_pos else float("nan")
+    if n_pos >= 2 and np.ptp(predicted[positive]) > 0 and np.ptp(truth[positive]) > 0:
+        rho = float(spearmanr(predicted[positive], truth[positive]).statistic)
+    else:
+        rho = float("nan")
+
+    mc = model.config
+    scale = batch["metric_scale"].to(device=device, dtype=torch.float32)[:, None, None]
+    gen = torch.Generator(device=device)
+
+    def plan(cond_: Tensor, tokens_: Tensor, goal_mask: Tensor, noise_seed: int) -> Tensor:
+        gen.manual_seed(noise_seed)
+        x, _ = model.sample_from_tokens(
+            cond_, tokens_, goal_mask, mode="none", num_samples=1, scheduler=scheduler, generator=gen
+        )
+        return normalized_deltas_to_waypoints(x[:, 0], mc.action_min, mc.action_max)[..., :2] * scale
+
+    if bsz < 2:
+        nan = float("nan")
+        return GoalMetrics(rho, mae, nan, nan, nan, nan, nan, n_pos, bsz)
+    base = plan(cond, tokens, visible, seed)
+    other_noise = plan(cond, tokens, visible, seed + 1)
+    swapped_cond, swapped_tokens = model.encode(obs, goal.roll(-1, dims=0), visible, return_tokens=True)
+    swapped = plan(swapped_cond, swapped_tokens, visible, seed)
+    masked_flag = torch.ones_like(visible)
+    masked_cond, masked_tokens = model.encode(obs, goal, masked_flag, return_tokens=True)
+    masked = plan(masked_cond, masked_tokens, masked_flag, seed)
+
+    noise_d = float(_mean_distance(base, other_noise).mean())
+    goal_d = float(_mean_distance(base, swapped).mean())
+    mask_d = float(_mean_distance(base, masked).mean())
+    ratio = (lambda d: d / noise_d) if noise_d > 0 else (lambda d: float("nan"))
+    return GoalMetrics(
+        dist_spearman=rho,
+        dist_mae=mae,
+        goal_sensitivity=ratio(goal_d),
+        goal_mask_sensitivity=ratio(mask_d),
+        goal_displacement_m=goal_d,
+        mask_displacement_m=mask_d,
+        noise_displacement_m=noise_d,
+        positives=n_pos,
+        observations=bsz,
+    )

@@ -32,7 +32,7 @@ from navintent.config import IntentConfig, SchedulerConfig, preset_model_config
 from navintent.diffusion import SamplerNoise, build_sampler, policy_eps_fn
 from navintent.models.intent import TwoStageIntentModel
 from navintent.objectives import Objective
-from navintent.optimize import DiffusionAdapter, Scenarios, frozen
+from navintent.steering import DiffusionAdapter, Scenarios, frozen
 
 
 def _sync(device: torch.device) -> None:

@@ -26,7 +26,7 @@ from navintent.config import IntentConfig, SchedulerConfig, preset_model_config,
 from navintent.diffusion import build_sampler
 from navintent.models.intent import TwoStageIntentModel
 from navintent.objectives import Objective
-from navintent.optimize import DiffusionAdapter, Scenarios, Z2OptimConfig, optimize_adam
+from navintent.steering import DiffusionAdapter, Scenarios, Z2OptimConfig, optimize_adam
 
 OBJECTIVE = "softmin_dist:1.0,dynamics:10,z2_nll:0.03"
 

@@ -15,7 +15,7 @@ from navintent.config import IntentConfig, SchedulerConfig, preset_model_config
 from navintent.diffusion import SamplerNoise, build_sampler
 from navintent.models.intent import TwoStageIntentModel
 from navintent.objectives import Objective, noise_nll
-from navintent.optimize import (
+from navintent.steering import (
     DiffusionAdapter,
     Scenarios,
     Z2OptimConfig,
@@ -542,7 +542,7 @@ def test_cli_takes_waypoint_spacing_and_dt_from_the_checkpoint(model, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ synthetic agents
 def test_crossing_pedestrian_hand_values_and_appending_to_existing_agents():
-    from navintent.optimize import add_agents, crossing_pedestrian
+    from navintent.steering import add_agents, crossing_pedestrian
 
     tracks = crossing_pedestrian(2, 4, 0.5, 1.5, 1.0)
     assert tracks.shape == (2, 4, 1, 2)
@@ -567,7 +567,7 @@ def test_a_latent_that_does_nothing_is_named_before_steering(tmp_path, capsys):
     """A zero-initialised z_proj (an untrained latent path): latent_effect is 0 and optimize-z2 warns, with the
     number, that the z2 methods cannot move the samples; a trained-looking one gives no warning."""
     from navintent.checkpoint import save_checkpoint
-    from navintent.optimize import latent_effect
+    from navintent.steering import latent_effect
 
     model = TwoStageIntentModel(preset_model_config("tiny"), IntentConfig(z1_dim=4, enc2_hidden=16)).eval()
     cond = torch.randn(3, model.config.encoding_size)

@@ -32,7 +32,7 @@ COMMANDS: dict[str, str] = {
     "train": "navintent.train",
     "make-data": "navintent.sim.cli",
     "sample": "navintent.sample",
-    "optimize-z2": "navintent.optimize",
+    "optimize-z2": "navintent.commands.optimize_z2",
     "evaluate": "navintent.evaluate",
     "experiment": "navintent.evaluate",
     "demo": "navintent.demo",

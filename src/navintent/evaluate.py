@@ -94,6 +94,7 @@ from navintent.metric_scale import (
     metric_scale_for_command,
     resolve_metric_scale,
 )
+from navintent.steering.config import DEFAULT_OBJECTIVE
 
 if TYPE_CHECKING:  # torch-free import for the CLI registry
     from navintent.checkpoint import LoadedModel
@@ -107,7 +108,6 @@ LATENT_METHODS: tuple[str, ...] = ("prior", "reference", "adam", "best_of_n", "c
 STEERING_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise")
 NOISE_STEERING: tuple[str, ...] = ("noise", "z2+noise")
 NOMINAL = "reference"
-DEFAULT_OBJECTIVE = "softmin_dist:1.0,dynamics:0.1,z2_encoder:0.01"
 DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
 
 
@@ -535,7 +535,7 @@ class ClosedLoopPolicy:
         import torch
 
         from navintent.diffusion import build_sampler
-        from navintent.optimize import Z2OptimConfig
+        from navintent.steering import Z2OptimConfig
 
         if method not in METHODS or method == "expert":
             raise ValueError(f"ClosedLoopPolicy method must be one of {list(METHODS[1:])}, got {method!r}")
@@ -587,7 +587,7 @@ class ClosedLoopPolicy:
         import torch
 
         from navintent.objectives import Objective
-        from navintent.optimize import DiffusionAdapter, Scenarios
+        from navintent.steering import DiffusionAdapter, Scenarios
 
         sc = Scenarios(
             obs_img=obs,
@@ -607,7 +607,7 @@ class ClosedLoopPolicy:
         )  # fmt: skip
 
     def _reoptimise(self, adapter) -> None:
-        from navintent import optimize
+        from navintent.steering import methods as optimize
 
         start = time.perf_counter()
         budget = self.budget_s if self.budget_s is not None else 1.0
@@ -1157,7 +1157,7 @@ def _experiment_setup(loaded: LoadedModel, scenes: int, seed: int, metric_scale:
     ``metric_scale`` None: the checkpoint's (:func:`navintent.metric_scale.resolve_metric_scale`)."""
     import torch
 
-    from navintent.optimize import sim_scenarios
+    from navintent.steering import sim_scenarios
 
     if not loaded.is_intent:
         raise ValueError(
@@ -1577,7 +1577,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--safety-radius", type=float, default=EvalConfig.safety_radius, help="attack success radius (m)"
     )
     p.add_argument("--lambda-cfg", type=float, default=0.0, help="classifier-free guidance weight")
-    from navintent.optimize import add_noise_arguments
+    from navintent.commands.optimize_z2 import add_noise_arguments
 
     add_noise_arguments(p)
     p.add_argument(

@@ -26,7 +26,7 @@ from navintent.config import (
 from navintent.diffusion import build_sampler
 from navintent.models.intent import TwoStageIntentModel
 from navintent.objectives import Objective
-from navintent.optimize import (
+from navintent.steering import (
     DiffusionAdapter,
     NonFiniteObjectiveError,
     Scenarios,

@@ -2,12 +2,13 @@
 each method's realism checked against the range seen on data, and the intent latent set against the diffusion
 noise as the place to steer (``noise``: Diffusion Noise Optimization; ``z2+noise``: both together).
 
-1. ``navintent optimize-z2 --realism-data DATA`` measures the realism range seen on data on the test split of the
-   checkpoint's training data (:mod:`navintent.realism`: z2_nll of Encoder2's z2 on data, the dynamics term of the
+1. :func:`navintent.steering.optimize` with ``realism_data=DATA`` measures the realism range seen on data on the test
+   split of the checkpoint's training data (:mod:`navintent.realism`: z2_nll of Encoder2's z2 on data, the dynamics term of the
    policy's own samples there) and flags each method's realism against it.
-2. ``navintent optimize-z2 --method all`` on ``--num-scenarios`` built-in sim scenes with pedestrians (scene seeds
-   from ``--seed``; the recorder hashes its seeds, so these are not training scenes), z1 from Encoder1 on each
-   scene (``--z1 data``), every other method given Adam's wall-clock.
+2. every method (``--method all``) on ``--num-scenarios`` built-in sim scenes with pedestrians (scene seeds from
+   ``--seed``; the recorder hashes its seeds, so these are not training scenes), z1 from Encoder1 on each scene
+   (``z1="data"``), every other method given Adam's wall-clock. The files ``navintent optimize-z2`` writes go to
+   ``OUT/optimize/``; the tables below are built from the returned :class:`navintent.steering.OptimizeResult`.
 3. Two Markdown tables per method over the scenes:
 
    - on the ``--draws`` OPTIMISATION draws per scene: the only draws a noise-optimised result exists for (a noise
@@ -36,7 +37,7 @@ import json
 import statistics
 from pathlib import Path
 
-from navintent.cli import main as cli_main
+from navintent.steering import OptimizeResult, SimScenes, Z2OptimConfig, optimize
 
 DEFAULT_OBJECTIVE = "softmin_dist:1.0,dynamics:10,z2_nll:0.03"
 
@@ -71,13 +72,15 @@ def _numbers(per: list[dict], scenarios: list[dict], draws: str) -> dict:
     }
 
 
-def proof_table(report: dict) -> tuple[str, dict]:
-    """Markdown tables (optimisation draws, fresh draws) and per-method numbers from an optimize-z2 ``report``
-    made with ``--realism-data``. Returns ``(markdown, {"opt_draws": {method: numbers}, "fresh_draws": ...})``."""
-    scenarios, data_range = report["scenarios"], report["realism_range"]
+def proof_table(result: OptimizeResult) -> tuple[str, dict]:
+    """Markdown tables (optimisation draws, fresh draws) and per-method numbers from an optimisation ``result``
+    made with ``realism_data``. Returns ``(markdown, {"opt_draws": {method: numbers}, "fresh_draws": ...})``."""
+    scenarios, data_range = result.scenarios, result.realism_range
+    if data_range is None:
+        raise ValueError("proof_table needs a result made with realism_data (the realism range seen on data)")
     numbers: dict[str, dict] = {"opt_draws": {}, "fresh_draws": {}}
     opt_rows, fresh_rows = [], []
-    for method in report["summary"]:
+    for method in result.summary:
         per = [s["methods"][method] for s in scenarios]
         o = numbers["opt_draws"][method] = _numbers(per, scenarios, "opt")
         f = numbers["fresh_draws"][method] = _numbers(per, scenarios, "eval")
@@ -94,8 +97,8 @@ def proof_table(report: dict) -> tuple[str, dict]:
             f"{f['z2_nll']:.1f} (max {f['z2_nll_max']:.1f}) | {f['dynamics']:.3f} (max {f['dynamics_max']:.3f}) | "
             f"{f['static_collision']:.3f} | {100 * f['in_data_range']:.0f}% | {f['plausible_min_distance']:.3f} |"
         )
-    draws = report["config"]["draws"]
-    eval_draws = report["config"]["eval_draws"]
+    draws = result.config.draws
+    eval_draws = result.config.eval_draws
     opt_table = [
         f"On the {draws} optimisation draws per scene (the only draws a noise-optimised result exists for):",
         "",
@@ -134,24 +137,28 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.2)
     p.add_argument("--noise-lr", type=float, default=0.05, help="Adam learning rate of noise / z2+noise")
     p.add_argument("--noise-nll-weight", type=float, default=0.03, help="weight of noise_nll (nats)")
-    p.add_argument("--method", default="all", help="optimize-z2 --method (must include adam and plain rows)")
+    p.add_argument("--method", default="all", help="comma list of methods or 'all' (must include adam)")
     p.add_argument("--objective", default=DEFAULT_OBJECTIVE)
     args = p.parse_args()
     out = Path(args.out_dir)
-    argv = [
-        "optimize-z2", "--ckpt", args.ckpt, "--num-scenarios", str(args.num_scenarios), "--seed", str(args.seed),
-        "--method", args.method, "--steps", str(args.steps), "--lr", str(args.lr), "--z1", "data",
-        "--objective", args.objective, "--out-dir", str(out / "optimize"), "--device", "cpu",
-        "--realism-data", args.data_dir, "--noise-lr", str(args.noise_lr),
-        "--noise-nll-weight", str(args.noise_nll_weight),
-    ]  # fmt: skip
-    if cli_main(argv) != 0:
-        raise SystemExit("optimize-z2 failed")
-    report = json.loads((out / "optimize" / "report.json").read_text())
-    table, numbers = proof_table(report)
+    result = optimize(
+        args.ckpt,
+        SimScenes(args.num_scenarios),
+        objective=args.objective,
+        methods=args.method,
+        config=Z2OptimConfig(
+            steps=args.steps, lr=args.lr, noise_lr=args.noise_lr, noise_nll_weight=args.noise_nll_weight
+        ),
+        seed=args.seed,
+        z1="data",
+        realism_data=args.data_dir,
+        device="cpu",
+        out_dir=out / "optimize",
+    )
+    table, numbers = proof_table(result)
     (out / "proof.md").write_text(table)
     (out / "proof.json").write_text(
-        json.dumps({"data_range": report["realism_range"], "methods": numbers}, indent=2)
+        json.dumps({"data_range": result.realism_range, "methods": numbers}, indent=2)
     )
     print(table)
 

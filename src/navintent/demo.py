@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -208,16 +207,19 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     opt_seed = ev.EVAL_SEED_BASE + OPT_SEED_OFFSET
     # scenes without pedestrians are skipped, up to 20 seeds per scenario
     _check_held_out(data_dir, list(range(opt_seed, opt_seed + 20 * plan.opt_scenarios)))
-    _cli(
-        [
-            "optimize-z2", "--ckpt", str(ckpt), "--num-scenarios", str(plan.opt_scenarios), "--seed",
-            str(opt_seed), "--method", "all", "--steps", str(plan.opt_steps), "--draws", str(plan.opt_draws),
-            "--eval-draws", str(plan.opt_eval_draws), "--out-dir",
-            str(opt_dir), "--device", "cpu", "--lr", str(plan.opt_lr), "--objective", plan.objective, "--z1", "data",
-            "--realism-data", str(data_dir),
-        ]
+    # imported here, as this function imports everything it runs
+    from navintent.steering import SimScenes, Z2OptimConfig, optimize
+    from navintent.steering.report import summary_lines
+
+    opt_config = Z2OptimConfig(
+        steps=plan.opt_steps, lr=plan.opt_lr, draws=plan.opt_draws, eval_draws=plan.opt_eval_draws
+    )
+    optimized = optimize(
+        ckpt, SimScenes(plan.opt_scenarios), objective=plan.objective, methods="all", config=opt_config,
+        seed=opt_seed, z1="data", realism_data=data_dir, device="cpu", out_dir=opt_dir,
     )  # fmt: skip
-    opt_report = json.loads((opt_dir / "report.json").read_text())
+    print("\n".join(summary_lines(optimized.summary)))
+    opt_report = optimized.to_report()
     stages["optimize"] = time.perf_counter() - t0
 
     _stage(4, total, f"closed-loop evaluation in {plan.eval_scenes} held-out scene(s)")

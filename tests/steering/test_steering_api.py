@@ -3,7 +3,9 @@ points, and the old module name forwards with a deprecation warning."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,3 +181,14 @@ def test_old_module_name_forwards_with_a_deprecation_warning():
         assert old.DiffusionAdapter is steering.DiffusionAdapter
     with pytest.raises(AttributeError, match="no attribute 'run_cli'"):
         old.run_cli  # noqa: B018
+
+
+def test_proof_table_needs_the_realism_range(files):
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "z2_proof.py"
+    spec = importlib.util.spec_from_file_location("z2_proof", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ckpt, sample = files
+    result = optimize(ckpt, SampleFile(sample), methods="plain", config=Z2OptimConfig(draws=1, eval_draws=1))
+    with pytest.raises(ValueError, match="needs a result made with realism_data"):
+        module.proof_table(result)

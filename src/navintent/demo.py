@@ -326,6 +326,22 @@ def _opt_table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _goal_lines(final: dict[str, float]) -> str:
+    """The training evaluation's goal-conditioning metrics (:mod:`navintent.evaluation.goal_metrics`) as a
+    sentence; empty when the run did not compute them."""
+    if "eval/dist_spearman" not in final:
+        return ""
+    return (
+        f"Does it see its goal ({final['eval/observations']:.0f} test observations, "
+        "`navintent.evaluation.goal_metrics`): distance head Spearman "
+        f"{final['eval/dist_spearman']:.2f} with the true temporal distance (MAE {final['eval/dist_mae']:.2f} steps), "
+        f"goal sensitivity {final['eval/goal_sensitivity']:.2f} (swapping the goal image moves the plan "
+        f"{final['eval/goal_displacement_m']:.3f} m against {final['eval/noise_displacement_m']:.3f} m for new "
+        f"noise), goal-mask sensitivity {final['eval/goal_mask_sensitivity']:.2f}. NoMaD's goal-conditioned "
+        "navigation needs Spearman near 1 and a sensitivity of at least 1."
+    )
+
+
 def _report_markdown(metrics, plan, closed, opt_report, diversity, perturb, out: Path, threads: int) -> str:
     st = metrics["stages"]
     tr = metrics["train"]
@@ -359,6 +375,8 @@ Encoder1 with the reference, `prior` = prior-mean z1, `none` = no latent):
 | metric | value |
 |---|---:|
 {ade_lines}
+
+{_goal_lines(final)}
 
 Checkpoint: `train/latest.pt`.
 

@@ -382,16 +382,21 @@ class Trainer:
         self.loss_module = loss_module
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         new = tuple(self.model.NEW_MODULE_PREFIXES)
+        # the vision encoder gets its own group only when its LR differs (old checkpoints resume unchanged)
+        vision = FREEZE_PREFIXES["vision"] if self.tc.vision_lr_scale != 1.0 else ()
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         groups = [
             {
                 "params": [
-                    p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith(new)
+                    p for n, p in trainable if not n.startswith(new) and not (vision and n.startswith(vision))
                 ]
             },
             {
-                "params": [
-                    p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith(new)
-                ],
+                "params": [p for n, p in trainable if vision and n.startswith(vision)],
+                "lr": self.tc.lr * self.tc.vision_lr_scale,
+            },
+            {
+                "params": [p for n, p in trainable if n.startswith(new)],
                 "lr": self.tc.lr * self.tc.intent_lr_scale,
             },
         ]

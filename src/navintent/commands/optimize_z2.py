@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--data-sample",
         dest="data_sample",
         default=None,
-        help=".pt dict with the seed's batch fields (obs_img, goal_img, ... [agents, agents_mask, metric_scale, z1])",
+        help=".pt dict with a training batch's fields (obs_img, goal_img, ... [agents, agents_mask, metric_scale, z1])",
     )
     src.add_argument(
         "--dataset",

@@ -222,8 +222,9 @@ def optimize(
         print(scale.describe(), file=sys.stderr)
         return scale
 
-    camera = (camera_hfov, camera_height)
-    scenarios, camera, default_z1 = _build_scenarios(source, loaded, seed, metric_scale, scale_from, camera)
+    scenarios, camera, default_z1 = _build_scenarios(
+        source, loaded, seed, metric_scale, scale_from, (camera_hfov, camera_height)
+    )
     if crossing is not None:
         ahead, speed = crossing
         tracks = crossing_pedestrian(scenarios.num, model.config.len_traj_pred, config.dt, ahead, speed)

@@ -1,4 +1,4 @@
-"""Scenarios from recorded data: a ``--data_sample`` file (the seed's batch format) or samples of a dataset split.
+"""Scenarios from recorded data: a ``--data_sample`` file (a training batch as a dict) or samples of a dataset split.
 
 Owns the batch format's field table (:data:`SAMPLE_FIELDS`), its validation (every error a ``ValueError`` naming the
 file and the field), the conversion of a validated batch to :class:`navintent.steering.scenarios.Scenarios`
@@ -32,7 +32,7 @@ SAMPLE_FIELDS: dict[str, tuple[bool, str, int]] = {
     "agents_mask": (False, "number", 2),
     "metric_scale": (False, "float", 1),
     "z1": (False, "float", 2),
-    # the seed's other batch fields: checked for shape/finiteness, not used
+    # the other fields of a training batch: checked for shape/finiteness, not used
     "actions": (False, "float", 3),
     "distance": (False, "number", 1),
     "goal_pos": (False, "float", 2),

@@ -177,6 +177,18 @@ def test_straight_through_clip_forward_clamps_backward_identity():
     assert g_hard is None or g_hard.abs().sum() < g_st.abs().sum()
 
 
+def test_noise_repeat_interleave_repeats_each_row_consecutively():
+    noise = SamplerNoise.draw((2, T, A), 3, generator=torch.Generator().manual_seed(0))
+    rep = noise.repeat_interleave(3)
+    assert rep.x_T.shape == (6, T, A) and rep.steps.shape == (3, 6, T, A)
+    assert torch.equal(rep.x_T[[0, 1, 2, 3, 4, 5]], noise.x_T[[0, 0, 0, 1, 1, 1]])
+    assert torch.equal(rep.steps, noise.steps[:, [0, 0, 0, 1, 1, 1]])
+    one = SamplerNoise.draw((1, T, A), 3, generator=torch.Generator().manual_seed(1))
+    shared = one.repeat_interleave(4)  # one draw shared by 4 samples, as evaluate.run_diversity uses it
+    assert torch.equal(shared.x_T, one.x_T.repeat(4, 1, 1))
+    assert torch.equal(shared.steps, one.steps.repeat(1, 4, 1, 1))
+
+
 def test_noise_shape_validation_names_the_field():
     with pytest.raises(ValueError, match="SamplerNoise.steps"):
         SamplerNoise(torch.zeros(2, T, A), torch.zeros(3, 1, T, A))

@@ -286,21 +286,17 @@ class DifferentiableSampler:
                 f"SamplerNoise has {noise.steps.shape[0]} step noises, the sampler runs {self.num_steps} steps"
             )
 
-    def sample(self, eps_fn: EpsFn, noise: SamplerNoise, *, return_intermediates: bool = False):
+    def sample(self, eps_fn: EpsFn, noise: SamplerNoise) -> Tensor:
         """Run the whole chain from ``noise.x_T``; returns ``x_0 [N, T, A]`` (normalised deltas).
 
-        With ``return_intermediates`` also returns the list of ``x_t`` after each step ``[K] x [N, T, A]``.
         Gradients flow to everything ``eps_fn`` closes over and to ``noise.x_T`` if it requires grad.
         """
         self._check_noise(noise)
         x = noise.x_T
-        history = []
         for k, c in enumerate(self.coefficients):
             eps = eps_fn(x, c.timestep)
             x, _ = self.step(x, eps, k, noise.steps[k])
-            if return_intermediates:
-                history.append(x)
-        return (x, history) if return_intermediates else x
+        return x
 
     def guided_sample(
         self,

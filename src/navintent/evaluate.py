@@ -1241,7 +1241,7 @@ def run_diversity(
         scale = sc.metric_scale[b].repeat(samples)
         noise = sampler.draw_noise(shape, generator=gen, device=device)
         one = sampler.draw_noise((1, *shape[1:]), generator=gen, device=device)
-        shared = type(one)(one.x_T.repeat(samples, 1, 1), one.steps.repeat(1, samples, 1, 1))
+        shared = one.repeat_interleave(samples)
         z1_rand = torch.randn(samples, model.z1_dim, generator=gen, device=device)
         with torch.no_grad():
             z2_fixed = model.z2_from_tokens(z1[b : b + 1].repeat(samples, 1), tok_b)

@@ -494,7 +494,6 @@ TERMS: dict[str, Callable[..., Tensor]] = {
     "static_collision": static_collision,
 }
 REALISM_TERMS: tuple[str, ...] = ("z2_encoder", "z2_nll", "z1_nll", "dynamics", "static_collision")
-AGENT_TERMS: tuple[str, ...] = ("softmin_dist", "collision_margin", "ttc", "cut_ahead")
 
 
 # --------------------------------------------------------------------------------------- composition

@@ -493,10 +493,10 @@ def test_sim_scenarios_follow_the_waypoint_spacing():
     against the expert rollout and renderer directly. Seed 1 has no pedestrians and is skipped."""
     import numpy as np
 
-    from navintent.evaluate import _prep_frames
     from navintent.sim import generate_scene, to_robot_frame
     from navintent.sim.render import SceneRenderer
     from navintent.sim.rollout import run_expert
+    from navintent.transforms import prepare_frames
 
     cfg = preset_model_config("tiny")  # context 3, 8 waypoints
     sc, _ = sim_scenarios(cfg, 1, 1, metric_scale=0.15, waypoint_spacing=3, require_pedestrians=True)
@@ -514,7 +514,7 @@ def test_sim_scenarios_follow_the_waypoint_spacing():
         np.testing.assert_allclose(sc.agents[0, k, : scene.num_pedestrians].numpy(), expected, atol=1e-5)
     with SceneRenderer(scene) as renderer:
         frames = np.stack([renderer.render(run.poses[j], run.agents[j]) for j in (t - 9, t - 6, t - 3, t)])
-    np.testing.assert_allclose(sc.obs_img[0].numpy(), _prep_frames(frames, cfg.image_size), atol=1e-6)
+    np.testing.assert_allclose(sc.obs_img[0].numpy(), prepare_frames(frames, cfg.image_size), atol=1e-6)
     with pytest.raises(ValueError, match="waypoint_spacing must be a positive int"):
         sim_scenarios(cfg, 1, 1, metric_scale=0.15, waypoint_spacing=0)
     with pytest.raises(ValueError, match="metric_scale must be > 0, got 0"):

@@ -47,7 +47,7 @@ from torch import Tensor
 
 from navintent.actions import normalized_deltas_to_waypoints
 from navintent.config import check_non_negative_int, check_positive_int, check_positive_number
-from navintent.data.cache import prepare_frames
+from navintent.transforms import prepare_frames
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LATENT_MODES = ("none", "prior", "reference")

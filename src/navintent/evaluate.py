@@ -95,6 +95,7 @@ from navintent.metric_scale import (
     resolve_metric_scale,
 )
 from navintent.steering.config import DEFAULT_OBJECTIVE
+from navintent.transforms import prepare_frames
 
 if TYPE_CHECKING:  # torch-free import for the CLI registry
     from navintent.checkpoint import LoadedModel
@@ -493,20 +494,6 @@ class _PedestrianTracker:
         return self.world.predict_agents(horizon)
 
 
-def _prep_frames(frames: np.ndarray, image_size) -> np.ndarray:
-    """uint8 ``[K, H, W, 3]`` camera frames -> float32 ``[3K, h, w]`` as the dataset serves them (4:3 centre crop,
-    bicubic resize to ``image_size`` (w, h), ImageNet normalisation)."""
-    from PIL import Image
-
-    from navintent.data.cache import crop_box, normalize_frames
-
-    h, w = frames.shape[1:3]
-    box = crop_box(w, h)
-    size = (int(image_size[0]), int(image_size[1]))
-    out = np.stack([np.asarray(Image.fromarray(f).crop(box).resize(size, Image.BICUBIC)) for f in frames])
-    return normalize_frames(out)
-
-
 # ------------------------------------------------------------------------------------------------ closed loop
 class ClosedLoopPolicy:
     """``policy_fn`` for :func:`navintent.sim.rollout.rollout` implementing one method (module docstring).
@@ -680,8 +667,8 @@ class ClosedLoopPolicy:
         mc = self.model.config
         step = self.calls
         self.calls += 1
-        obs = torch.from_numpy(_prep_frames(context, mc.image_size))[None].to(self.device)
-        goal = torch.from_numpy(_prep_frames(goal_image[None], mc.image_size))[None].to(self.device)
+        obs = torch.from_numpy(prepare_frames(context, mc.image_size))[None].to(self.device)
+        goal = torch.from_numpy(prepare_frames(goal_image[None], mc.image_size))[None].to(self.device)
         goal_mask = torch.full((1,), int(self.goal_masked), dtype=torch.long, device=self.device)
         with torch.no_grad():
             cond, tokens = self.model.encode(obs, goal, goal_mask, return_tokens=True)

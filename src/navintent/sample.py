@@ -155,7 +155,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import torch
 
     from navintent.actions import normalized_deltas_to_waypoints
-    from navintent.data.cache import normalize_frames
+    from navintent.transforms import normalize_frames
 
     torch.manual_seed(args.seed)
     policy, source, scales = _build_policy(args)

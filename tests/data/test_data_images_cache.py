@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from navintent.data import cache as cache_mod
-from navintent.data.cache import crop_box
 from navintent.data.split import write_traj_names
 from navintent.data.synthetic import decode_frame_ids, straight_poses, write_trajectory
+from navintent.transforms import crop_box
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])

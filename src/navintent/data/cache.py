@@ -33,14 +33,11 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from navintent.data.format import DataError
+from navintent.transforms import crop_box
 
 CACHE_FORMAT_VERSION = 1
-# Identifies the decode rule below; change it whenever crop_and_resize changes.
+# Identifies the decode rule of decode_image; change it whenever that rule (or transforms.crop_box) changes.
 CROP_RULE = "center-crop-4:3(nomad-int-round,height-crop-if-narrower)|PIL-BICUBIC|RGB|16bit-high-byte"
-ASPECT_RATIO = 4 / 3
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def default_cache_dir() -> Path:
@@ -49,22 +46,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["NAVINTENT_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "navintent" / "images"
-
-
-def crop_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """Centre 4:3 crop box ``(left, top, right, bottom)`` for an image of ``width x height`` pixels.
-
-    Same sizes and offsets as NoMaD's ``resize_and_aspect_crop`` (``int(h * 4/3)`` or ``int(w / (4/3))``,
-    offsets ``round((size - crop) / 2)``), except that an image wider than tall but narrower than 4:3 is cropped
-    in height, where NoMaD's ``center_crop`` would zero-pad it in width.
-    """
-    if width * 3 > height * 4:  # wider than 4:3: crop width
-        crop_w, crop_h = int(height * ASPECT_RATIO), height
-    else:
-        crop_w, crop_h = width, int(width / ASPECT_RATIO)
-    left = int(round((width - crop_w) / 2.0))
-    top = int(round((height - crop_h) / 2.0))
-    return left, top, left + crop_w, top + crop_h
 
 
 # 16-bit single-channel modes (e.g. a 16-bit grayscale PNG). PIL's own convert("RGB") CLIPS them at 255 (an
@@ -114,37 +95,6 @@ def decode_image(path: Path, image_size: Sequence[int]) -> np.ndarray:
         raise DataError(f"{path}: image of {rgb.size[0]}x{rgb.size[1]} pixels is too small to crop to 4:3")
     rgb = rgb.crop((left, top, right, bottom)).resize((int(image_size[0]), int(image_size[1])), Image.BICUBIC)
     return np.asarray(rgb, dtype=np.uint8)
-
-
-# uint8 value -> normalised float32, per channel: (v / 255 - mean_c) / std_c. A table lookup is ~3x faster
-# than the float arithmetic on the whole frame stack.
-_NORMALIZE_LUT = (
-    (np.arange(256, dtype=np.float64)[None] / 255.0 - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None]
-).astype(np.float32)
-
-
-def prepare_frames(frames: np.ndarray, image_size: Sequence[int], *, center_crop: bool = True) -> np.ndarray:
-    """Camera frames uint8 ``[K, H, W, 3]`` -> model input float32 ``[3K, h, w]``: the 4:3 centre crop of
-    :func:`crop_box` (as training data is served; NoMaD's deployment skips it: ``center_crop=False``), bicubic
-    resize to ``image_size`` = ``[w, h]``, ImageNet normalisation per frame (:func:`normalize_frames`)."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 [K, H, W, 3], got {frames.dtype} {list(frames.shape)}")
-    height, width = frames.shape[1:3]
-    box = crop_box(width, height) if center_crop else (0, 0, width, height)
-    size = (int(image_size[0]), int(image_size[1]))
-    out = np.stack([np.asarray(Image.fromarray(f).crop(box).resize(size, Image.BICUBIC)) for f in frames])
-    return normalize_frames(out)
-
-
-def normalize_frames(frames: np.ndarray) -> np.ndarray:
-    """uint8 ``[F, H, W, 3]`` -> float32 ``[3F, H, W]``: [0, 1], ImageNet mean/std per frame, frames in order."""
-    chw = frames.transpose(0, 3, 1, 2)
-    out = np.empty(chw.shape, dtype=np.float32)
-    for c in range(3):
-        np.take(_NORMALIZE_LUT[c], chw[:, c], out=out[:, c])
-    f, _, h, w = chw.shape
-    return out.reshape(f * 3, h, w)
 
 
 def cache_key(paths: Sequence[Path], image_size: Sequence[int], root: Path) -> str:

@@ -43,7 +43,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from navintent.actions import to_local
-from navintent.data.cache import ImageStore, normalize_frames
+from navintent.data.cache import ImageStore
 from navintent.data.format import (
     TRAJ_NAMES_FILE,
     DataError,
@@ -53,6 +53,7 @@ from navintent.data.format import (
     read_traj_names,
 )
 from navintent.data.spacing import DEFAULT_DATA_CONFIG, configured_spacing, load_data_config
+from navintent.transforms import normalize_frames
 
 REF_MODES = ("future", "file", "none", "planner")
 # ``ref_mode="planner"``: one anchor every this many reference waypoints (see :func:`planner_route`).

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from navintent.data.cache import IMAGENET_MEAN, IMAGENET_STD
 from navintent.data.split import write_traj_names
+from navintent.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 _LEVELS = 31
 

@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from navintent.data.cache import IMAGENET_MEAN, IMAGENET_STD
 from navintent.steering.scenarios import SimCamera
+from navintent.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def unnormalize_image(img: Tensor) -> np.ndarray:

@@ -10,13 +10,11 @@ import math
 
 import numpy as np
 import torch
-from PIL import Image
-from torch import Tensor
 
 from navintent.config import check_positive_int, check_positive_number
-from navintent.data.cache import crop_box, normalize_frames
 from navintent.objectives import GridMap
 from navintent.steering.scenarios import Scenarios, SimCamera
+from navintent.transforms import crop_box, prepare_frames
 
 
 def _sim_obstacle_map(
@@ -104,17 +102,8 @@ def sim_scenarios(
                 frames.append(renderer.render(poses[k], peds[k]))
             goal = renderer.goal_image()
 
-        def prep(images: list[np.ndarray], box=box) -> Tensor:
-            out = [
-                np.asarray(
-                    Image.fromarray(im).crop(box).resize(tuple(model_config.image_size), Image.BICUBIC)
-                )
-                for im in images
-            ]
-            return torch.from_numpy(normalize_frames(np.stack(out)))
-
-        obs.append(prep(frames))
-        goals.append(prep([goal]))
+        obs.append(torch.from_numpy(prepare_frames(np.stack(frames), model_config.image_size)))
+        goals.append(torch.from_numpy(prepare_frames(goal[None], model_config.image_size)))
         n_ped = scene.num_pedestrians
         local = (
             to_robot_frame(future.reshape(-1, 2), poses[t_best]).reshape(t_pred, n_ped, 2) if n_ped else None

@@ -12,6 +12,7 @@ from navintent.checkpoint import (
     load_inference_model,
     load_policy,
     read_checkpoint,
+    resolve_device,
     save_checkpoint,
 )
 from navintent.config import SchedulerConfig, preset_model_config
@@ -204,3 +205,12 @@ def test_corrupt_files_name_the_file(nomad_state, tmp_path):
     legacy.write_bytes(legacy.read_bytes()[:-20])
     with pytest.raises(ValueError, match="legacy.pth"):
         load_policy(legacy, config={"model": {}})
+
+
+def test_resolve_device_maps_auto_and_passes_names_through(monkeypatch):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")

@@ -456,6 +456,14 @@ def read_z2_stats(entry: Any, z_dim: int, *, source: str) -> tuple[Tensor, Tenso
     return mean, cov + 1e-6 * torch.eye(z_dim)
 
 
+def resolve_device(name: str) -> torch.device:
+    """A ``--device`` value -> :class:`torch.device`: ``auto`` is CUDA when available, else CPU; any other name
+    (``cpu``, ``cuda``, ``cuda:i``) as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def load_inference_model(
     ckpt: str | Path, *, config: Any = None, trust_checkpoint: bool = False, device: Any = "cpu"
 ) -> LoadedModel:

@@ -1380,14 +1380,6 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _parse_methods(text: str) -> tuple[tuple[str, ...], bool]:
     if text == "all":
         return METHODS, False
@@ -1427,10 +1419,13 @@ def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, MetricScale]:
     ``--robot``'s deployment rule; printed)."""
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    from navintent.checkpoint import load_inference_model
+    from navintent.checkpoint import load_inference_model, resolve_device
 
     loaded = load_inference_model(
-        args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint, device=_device(args.device)
+        args.ckpt,
+        config=args.config,
+        trust_checkpoint=args.trust_checkpoint,
+        device=resolve_device(args.device),
     )
     data = data_dir_scales(args.data_dir, loaded.waypoint_spacing, what="--data-dir") if args.data_dir else ()
     return loaded, metric_scale_for_command(args, checkpoint=loaded.training_scales, data=data)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from navintent.checkpoint import LoadedModel, load_inference_model
+from navintent.checkpoint import LoadedModel, load_inference_model, resolve_device
 from navintent.data.sources import data_dir_scales
 from navintent.diffusion import build_sampler
 from navintent.metric_scale import MetricScale, RobotConfig, TrainingScale, resolve_metric_scale
@@ -102,12 +102,6 @@ class OptimizeResult:
         }
         extra = {} if self.realism_range is None else {"realism_range": self.realism_range}
         return {**meta, **extra, "summary": self.summary, "scenarios": self.scenarios}
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _plain_value(value: Any) -> Any:
@@ -192,7 +186,7 @@ def optimize(
             "sim scenarios have their own"
         )
     spec = Objective(objective)
-    dev = _device(device)
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     loaded = load_inference_model(checkpoint, trust_checkpoint=trust_checkpoint, device=dev)
     model, stats = loaded.model, loaded.z2_stats

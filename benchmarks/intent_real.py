@@ -624,8 +624,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steer", action="store_true", help="also run optimize-z2 on --steer-index test frames")
     p.add_argument("--steer-index", type=int, nargs="+", default=[0, 60, 120, 180])
     p.add_argument("--steer-steps", type=int, default=100)
-    p.add_argument("--ahead", type=float, default=1.0, help="pedestrian crossing distance ahead (m)")
-    p.add_argument("--ped-speed", type=float, default=0.5, help="pedestrian speed (m/s)")
+    p.add_argument(
+        "--ahead",
+        type=float,
+        default=1.0,
+        help="pedestrian crossing distance ahead (m, default %(default)s; the README run uses 1.5)",
+    )
+    p.add_argument("--ped-speed", type=float, default=0.5, help="pedestrian speed (m/s, default %(default)s)")
     p.add_argument("--objective", default="softmin_dist:1.0,dynamics:10,z2_nll:0.03")
     args = p.parse_args(argv)
     if args.max_steps < 1 or args.threads < 1 or args.samples < 2 or args.frames < 1:

@@ -102,7 +102,8 @@ def test_unknown_spacing_and_still_poses_warn():
     assert r.configured is None and r.ratio is None and math.isnan(r.outside)
     assert r.warning() == (
         "d: metric_waypoint_spacing unknown (dataset 'd' is not in x.yaml); the spacing that fits these poses "
-        "is the measured 0.1000 m per frame (per trajectory 0.1000..0.1000)"
+        "is the measured 0.1000 m per frame (per trajectory 0.1000..0.1000); set it as metric_waypoint_spacing in the "
+        "dataset's entry of a data_config.yaml or of a config's datasets: block"
     )
     still = spacing_report([line(np.zeros((20, 2)), np.zeros(20))], 0.3, dataset="s")
     assert still.measured == 0.0 and "the poses never move (0 m over 19 steps)" in still.warning()

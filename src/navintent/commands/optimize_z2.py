@@ -73,8 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--method",
-        default="adam",
-        help=f"comma list of {list(METHODS)} or 'all'; baselines get the Adam run's wall-clock budget "
+        nargs="+",
+        default=["adam"],
+        help=f"methods, comma- or space-separated, of {list(METHODS)} or 'all'; baselines get the Adam run's wall-clock budget "
         "(noise / z2+noise optimise the diffusion noise: their result exists on the optimisation draws only)",
     )
     p.add_argument(
@@ -190,6 +191,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``optimize-z2`` with parsed ``args``; returns the exit status (0, or 3 on a NaN/inf objective)."""
+    args.method = ",".join(
+        args.method
+    )  # "adam plain" and "adam,plain" alike; the report keeps the comma form
     methods = parse_methods(args.method)
     config = Z2OptimConfig(
         steps=args.steps,

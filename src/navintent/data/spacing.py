@@ -191,7 +191,8 @@ class SpacingReport:
         if self.configured is None:
             return (
                 f"{self.dataset}: metric_waypoint_spacing unknown ({self.source or 'no data config'}); {fit} "
-                f"(per trajectory {self.per_trajectory_min:.4f}..{self.per_trajectory_max:.4f})"
+                f"(per trajectory {self.per_trajectory_min:.4f}..{self.per_trajectory_max:.4f}); set it as "
+                "metric_waypoint_spacing in the dataset's entry of a data_config.yaml or of a config's datasets: block"
             )
         reasons = []
         ratio = self.ratio

@@ -124,6 +124,16 @@ def test_realism_terms():
     assert obj.z1_nll(wp, ctx).item() == pytest.approx(12.5 + 1.5 * math.log(2 * math.pi))
 
 
+def test_standard_normal_nll_pinned_and_shared_by_z1_nll():
+    z = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
+    nll = obj.standard_normal_nll(z)
+    assert nll.shape == (2,) and nll.dtype == torch.float32
+    c = 1.5 * math.log(2 * math.pi)
+    assert nll.tolist() == [float(torch.tensor(12.5 + c)), float(torch.tensor(c))]
+    ctx = ObjectiveContext(z1=z)
+    assert torch.equal(obj.z1_nll(torch.zeros(2, 2, 2), ctx), nll)
+
+
 def test_dynamics_hinges():
     dt = 0.5
     ctx = ObjectiveContext(dt=dt)

@@ -662,7 +662,7 @@ class ClosedLoopPolicy:
     def __call__(self, context: np.ndarray, goal_image: np.ndarray) -> np.ndarray:
         import torch
 
-        from navintent.objectives import gaussian_nll
+        from navintent.objectives import gaussian_nll, standard_normal_nll
 
         mc = self.model.config
         step = self.calls
@@ -704,7 +704,7 @@ class ClosedLoopPolicy:
         if waypoints is None:
             waypoints = self._sample(cond, z2, self.noise_exec)
         if z1 is not None:
-            self.z1_loglik.append(-float(0.5 * z1.pow(2).sum() + 0.5 * z1.shape[1] * math.log(2 * math.pi)))
+            self.z1_loglik.append(-float(standard_normal_nll(z1)[0]))
         if z2 is not None and self.loaded.z2_stats is not None:
             self.z2_loglik.append(-float(gaussian_nll(z2, *self.loaded.z2_stats)[0]))
         wp = waypoints.detach().cpu().double().numpy()

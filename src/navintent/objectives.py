@@ -376,10 +376,14 @@ def z2_nll(waypoints: Tensor, ctx: ObjectiveContext) -> Tensor:
     return gaussian_nll(ctx.need("z2"), ctx.need("z2_mean"), ctx.need("z2_cov"))
 
 
+def standard_normal_nll(z: Tensor) -> Tensor:
+    """Negative log-density (nats) of ``z [N, D]`` under ``N(0, I)``, ``-> [N]``."""
+    return 0.5 * z.pow(2).sum(-1) + 0.5 * z.shape[-1] * math.log(2 * math.pi)
+
+
 def z1_nll(waypoints: Tensor, ctx: ObjectiveContext) -> Tensor:
-    """Negative log-likelihood of ``z1`` under the prior ``N(0, I)``."""
-    z1 = ctx.need("z1")
-    return 0.5 * z1.pow(2).sum(-1) + 0.5 * z1.shape[-1] * math.log(2 * math.pi)
+    """Negative log-likelihood of ``z1`` under the prior ``N(0, I)`` (:func:`standard_normal_nll`)."""
+    return standard_normal_nll(ctx.need("z1"))
 
 
 def noise_nll(noise: Tensor) -> Tensor:

@@ -1,10 +1,9 @@
 """NoMaD-format navigation data: on-disk format, validation, splits, and :class:`NavDataset`.
 
-``NavDataset`` serves dict samples (see its docstring and CONTRACTS.md); :func:`as_nomad_tuple` gives NoMaD's
-tuple order. Bad data raises :class:`DataError` naming the file; data used anyway but looking wrong gives a
-:class:`DataWarning` (:func:`check_trajectory` lists both). :func:`spacing_report` compares a dataset's
-``metric_waypoint_spacing`` with its poses. Tiny datasets for tests:
-:func:`navintent.data.synthetic.write_synthetic_dataset`.
+``NavDataset`` serves dict samples (see its docstring); :func:`as_nomad_tuple` gives NoMaD's tuple order. Bad
+data raises :class:`DataError` naming the file; data used anyway but looking wrong gives a :class:`DataWarning`
+(:func:`check_trajectory` lists both). :func:`spacing_report` compares a dataset's ``metric_waypoint_spacing``
+with its poses. Tiny datasets for tests: :func:`navintent.data.synthetic.write_synthetic_dataset`.
 """
 
 from navintent.data.dataset import NavDataset, as_nomad_tuple, load_data_config

@@ -131,7 +131,8 @@ class NavDataset(Dataset):
     - ``use_cache``, ``cache_dir``, ``progress``, ``cache_build_threads``: see :class:`navintent.data.cache.ImageStore`.
     - ``goal_seed``: None (torch RNG) or int (deterministic goal per index).
 
-    Sample (a dict; default collation stacks it into the batch of CONTRACTS.md):
+    Sample (a dict; default collation stacks it into the batch that
+    :meth:`navintent.models.intent.TwoStageIntentModel.compute_loss` reads):
       obs_img [3(C+1), H, W] float32 (oldest frame first, current LAST), goal_img [3, H, W] float32,
       actions [T, 2|4] float32 (waypoints, spacing units, local frame; +cos/sin relative yaw if learn_angle),
       distance long (waypoint steps), goal_pos [2] float32, dataset_idx long, action_mask float32 (0/1),

@@ -1,5 +1,6 @@
 """Training loop: exact resume (via the CLI), freezing, the NaN guard, DDP on two gloo processes, helpers."""
 
+import argparse
 import math
 import os
 import socket
@@ -19,6 +20,7 @@ from navintent.train import (
     GaussianFit,
     NonFiniteLossError,
     Trainer,
+    add_train_arguments,
     apply_freeze,
     init_distributed,
     lr_factor,
@@ -272,3 +274,13 @@ def test_ckpt_initialises_from_a_nomad_state_dict_and_rejects_a_mismatch(tmp_pat
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match=r"missing keys \(1\): \[dist_pred_net\.network\.0\.bias\]"):
         Trainer(tiny_config(), MemorySet(4), None, tmp_path / "run2", init_ckpt=tmp_path / "bad.pth")
+
+
+def test_train_flags_take_both_spellings():
+    """NoMaD's underscore spelling and the hyphenated one the other commands use parse to the same values."""
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    under = parser.parse_args(["--data_dir", "D", "--batch_size", "4", "--max_steps", "7", "--no_progress"])
+    hyphen = parser.parse_args(["--data-dir", "D", "--batch-size", "4", "--max-steps", "7", "--no-progress"])
+    assert vars(under) == vars(hyphen)
+    assert (hyphen.data_dir, hyphen.batch_size, hyphen.max_steps, hyphen.no_progress) == ("D", 4, 7, True)

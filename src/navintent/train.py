@@ -882,8 +882,11 @@ _TRAIN_FLAGS = (
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """train's flags in NoMaD's underscore spelling (``--data_dir``), each also as the hyphenated spelling the
+    other navintent commands use (``--data-dir``)."""
     parser.add_argument(
         "--data_dir",
+        "--data-dir",
         default=None,
         help="data root with splits (DIR/<name>/, DIR/splits/<name>/{train,test}); without it, the --config's "
         "datasets: block (NoMaD's form) names the data",
@@ -913,28 +916,41 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--freeze", nargs="+", choices=TrainConfig.FREEZE_GROUPS, default=None, help="keep these fixed"
     )
-    parser.add_argument("--batch_size", type=int, default=None, help="per process")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=None, help="per process")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument(
-        "--max_steps", type=int, default=None, help="stop after this many updates (0 = no limit)"
+        "--max_steps",
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many updates (0 = no limit)",
     )
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--num_workers", type=int, default=None)
+    parser.add_argument("--num_workers", "--num-workers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
-        "--checkpoint_every", type=int, default=None, help="steps between checkpoints (0 = epoch ends)"
+        "--checkpoint_every",
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="steps between checkpoints (0 = epoch ends)",
     )
     parser.add_argument(
-        "--eval_every", type=int, default=None, help="steps between evaluations (0 = epoch ends)"
+        "--eval_every",
+        "--eval-every",
+        type=int,
+        default=None,
+        help="steps between evaluations (0 = epoch ends)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default %(default)s)")
     parser.add_argument(
         "--export_packaged",
+        "--export-packaged",
         default=None,
         metavar="PATH",
         help="also write the seed's packaged format (EMA weights)",
     )
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bars")
 
 
 def resolve_config(

@@ -85,6 +85,7 @@ def test_mjcf_compiles_with_named_bodies_and_camera_fov():
         {"n_obstacles": (3, 1)},
         {"crossing_probability": 1.5},
         {"start_goal_distance": (1, 50)},
+        {"start_yaw_spread": 200.0},
     ],
 )
 def test_scene_config_rejects_bad_values(kwargs):
@@ -101,3 +102,27 @@ def test_sim_config_yaml_round_trip(tmp_path):
     config = SimConfig(camera=CameraConfig(image_size=(64, 48)))
     config.save_yaml(tmp_path / "sim.yaml")
     assert SimConfig.load_yaml(tmp_path / "sim.yaml") == config
+
+
+def _yaw_offsets(spread: float, seeds: range) -> np.ndarray:
+    config = SimConfig(scene=SceneConfig(start_yaw_spread=spread))
+    offsets = []
+    for seed in seeds:
+        scene = generate_scene(seed, config)
+        d = scene.path[1] - scene.path[0]
+        offset = scene.start[2] - np.arctan2(d[1], d[0])
+        offsets.append(np.arctan2(np.sin(offset), np.cos(offset)))  # wrapped to (-pi, pi]
+    return np.degrees(np.array(offsets))
+
+
+def test_start_yaw_spread_bounds_the_start_heading_around_the_path():
+    assert np.all(np.abs(_yaw_offsets(0.0, range(5))) < 1e-9)
+    assert np.all(np.abs(_yaw_offsets(45.0, range(20))) <= 45.0)
+    wide = _yaw_offsets(180.0, range(20))
+    assert np.abs(wide).max() > 90.0  # some starts face away from the path
+
+
+def test_default_start_yaw_spread_keeps_the_recorded_scenes():
+    """The default (45 deg) draws exactly what the fixed +-pi/4 drew before the option existed (value recorded
+    with that code)."""
+    assert generate_scene(3).start.tolist() == [4.878982435167365, 4.92083424976174, -2.0159844150887354]

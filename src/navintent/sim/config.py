@@ -122,7 +122,11 @@ class PedestrianConfig(ConfigBase):
 
 @dataclass
 class SceneConfig(ConfigBase):
-    """What a generated scene contains (see :func:`navintent.sim.scene.generate_scene`)."""
+    """What a generated scene contains (see :func:`navintent.sim.scene.generate_scene`).
+
+    ``start_yaw_spread`` (degrees, 0..180): the robot starts facing the A* path's first heading plus a uniform
+    offset in +-this (45: it mostly faces where it will go; 180: any heading, so only the goal tells where to turn).
+    """
 
     room_size: float = 6.0
     n_obstacles: tuple[int, int] = (3, 6)
@@ -132,9 +136,12 @@ class SceneConfig(ConfigBase):
     start_clearance: float = 0.5
     wall_height: float = 1.0
     grid_resolution: float = 0.1
+    start_yaw_spread: float = 45.0
 
     def __post_init__(self) -> None:
         check_positive_number("room_size", self.room_size)
+        if not 0.0 <= float(self.start_yaw_spread) <= 180.0:
+            raise ValueError(f"start_yaw_spread must be in [0, 180] degrees, got {self.start_yaw_spread!r}")
         if self.room_size < 3.0:
             raise ValueError(f"room_size must be >= 3 m, got {self.room_size!r}")
         self.n_obstacles = _range("n_obstacles", self.n_obstacles, integer=True)

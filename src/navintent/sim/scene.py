@@ -9,7 +9,7 @@ pure function of its arguments, so a seed replays exactly. Generation (rejection
    random colours) at least 0.6 m from the walls and 0.7 m from each other, so passages stay open;
 2. start and goal with >= ``start_clearance`` m of free space, 3-4.5 m apart, joined by an A* path (keeping
    ``robot.radius + expert.inflation`` from obstacles) no longer than 1.6x the straight line; start yaw =
-   the path's first heading +- 45 deg, goal yaw = its last heading, with >= 1.2 m free in front of the
+   the path's first heading +- ``start_yaw_spread`` (45 deg by default), goal yaw = its last heading, with >= 1.2 m free in front of the
    goal (so the goal image shows more than a wall);
 3. 0-3 pedestrians; each is, with ``crossing_probability``, a *crosser* whose route cuts the planned path
    perpendicularly at 30-70 % of its length, starting about as far from the crossing point as it walks
@@ -184,7 +184,8 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
         path = plan_path(static, start_xy, goal_xy, clearance=clearance, resolution=sc.grid_resolution)
         if path is None or path_arc_length(path)[-1] > 1.6 * np.linalg.norm(goal_xy - start_xy):
             continue
-        start = np.array([*start_xy, _heading(path[0], path[1]) + rng.uniform(-math.pi / 4, math.pi / 4)])
+        spread = math.radians(sc.start_yaw_spread)
+        start = np.array([*start_xy, _heading(path[0], path[1]) + rng.uniform(-spread, spread)])
         goal = np.array([*goal_xy, _heading(path[-2], path[-1])])
         view_end = goal_xy + 1.2 * np.array([math.cos(goal[2]), math.sin(goal[2])])
         if static.segment_clearance(goal_xy, view_end) < 0.05:

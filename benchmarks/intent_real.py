@@ -56,7 +56,7 @@ from navintent.data.sources import build_split, nav_datasets, set_goal_seed, sou
 from navintent.data.spacing import metres_per_frame
 from navintent.data.split import split_dataset
 from navintent.diffusion import build_sampler, policy_eps_fn
-from navintent.evaluate import trajectory_spread
+from navintent.evaluation.experiments import trajectory_spread
 from navintent.models.nomad import build_noise_scheduler
 from navintent.objectives import deltas_to_metric
 from navintent.train import evaluate_model
@@ -333,7 +333,7 @@ def run_diversity_real(loaded: LoadedModel, batch, *, samples: int, seed: int) -
     """z1 fixed -> diversity, on real frames (goal masked). Conditions per frame, ``samples`` trajectories each:
     z1 = Encoder1's mean with the reference, noise varies; z1 = the prior mean, noise varies; z1 ~ N(0, I) with
     one shared noise draw; z1 ~ N(0, I) and noise vary; no latent. Spreads as
-    :func:`navintent.evaluate.trajectory_spread` (pairwise and endpoint, m) and the ADE to the ground truth (m)."""
+    :func:`navintent.evaluation.trajectory_spread` (pairwise and endpoint, m) and the ADE to the ground truth (m)."""
     model = loaded.model
     cond, tokens, mu = _encode(model, batch)
     scale = float(batch["metric_scale"][0])

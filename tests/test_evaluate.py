@@ -1,4 +1,4 @@
-"""navintent.evaluate: metrics on scripted cases against hand-computed values, writers, scene helpers, a short
+"""navintent.evaluation (the closed-loop package) and navintent.commands.evaluate: metrics on scripted cases against hand-computed values, writers, scene helpers, a short
 closed-loop run and the experiments on a tiny model, and the CLI's error paths."""
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from navintent import evaluate as ev
+from navintent import evaluation as ev
 from navintent.checkpoint import LoadedModel, load_inference_model, save_checkpoint
 from navintent.cli import main
 from navintent.config import preset_training_config
@@ -212,7 +212,7 @@ def test_free_walk_ignores_the_robot_and_target_is_closest_to_the_plan():
 def test_pedestrian_tracker_matches_predict_agents_at():
     scene = ev.evaluation_scenes(1)[0]
     run = run_expert(scene, max_steps=25)
-    tracker = ev._PedestrianTracker(scene)
+    tracker = ev.PedestrianTracker(scene)
     for t in (0, 5, 6, 20):
         tracker.sync(list(run.poses[: t + 1]), list(run.agents[: t + 1]))
         np.testing.assert_array_equal(tracker.predict(4), predict_agents_at(scene, run.poses[: t + 1], 4))
@@ -243,7 +243,9 @@ def test_closed_loop_evaluation_writes_table_json_and_plots(tiny_ckpt, tmp_path)
         scenes=1, methods=("expert", "nomad", "reference", "adam", "guided"), min_steps=6, max_episode_steps=6,
         replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, max_plots=1, task="goal-image",
     )  # fmt: skip
-    report = ev.evaluate(loaded, config, tmp_path, progress=False)
+    result = ev.evaluate(loaded, config, tmp_path, progress=False)
+    report = result.to_json()
+    assert result.is_report and report["summary"] is result.summary and report["plots"] == result.plots
     assert set(report["summary"]) == set(config.methods)
     rows = report["episodes"]
     assert len(rows) == 5
@@ -254,6 +256,7 @@ def test_closed_loop_evaluation_writes_table_json_and_plots(tiny_ckpt, tmp_path)
     assert by["reference"]["attack_success"] in (False, None)  # the nominal never beats itself
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["summary"]["adam"]["episodes"] == 1 and saved["metric_scale"] == pytest.approx(0.04)
+    assert list(saved) == list(report)  # metrics.json is to_json(), key order included
     assert (tmp_path / "results.md").read_text().count("\n| ") >= 6
     assert (tmp_path / f"closed_loop_{report['scenes'][0]['seed']}.png").stat().st_size > 10_000
     assert (tmp_path / "summary.png").is_file()
@@ -308,7 +311,7 @@ def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path
     )  # fmt: skip
     nav = ev.evaluate(
         loaded, ev.EvalConfig(**common, task="navigate"), tmp_path / "nav", plots=False, progress=False
-    )
+    ).to_json()
     assert set(nav["summary"]) == set(ev.METHODS)
     for row in nav["episodes"]:
         if row["method"] == "expert":
@@ -321,7 +324,7 @@ def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path
     assert "task `navigate`" in (tmp_path / "nav" / "results.md").read_text()
     exp = ev.evaluate(
         loaded, ev.EvalConfig(**common, task="explore"), tmp_path / "exp", plots=False, progress=False
-    )
+    ).to_json()
     for row in exp["episodes"]:
         if row["method"] != "expert":
             assert row["steps"] == 3 and row["coverage_m2"] >= 0.25 and row["static_collisions"] >= 0
@@ -338,8 +341,8 @@ def test_results_do_not_depend_on_the_worker_count(tiny_ckpt, tmp_path):
         scenes=2, methods=("nomad", "reference", "adam"), min_steps=4, max_episode_steps=4, replan_every=2,
         opt_steps=2, draws=2, metric_scale=0.04, max_plots=0, task="goal-image",
     )  # fmt: skip
-    one = ev.evaluate(loaded, config, tmp_path / "one", plots=False, progress=False, workers=1)
-    two = ev.evaluate(loaded, config, tmp_path / "two", plots=False, progress=False, workers=2)
+    one = ev.evaluate(loaded, config, tmp_path / "one", plots=False, progress=False, workers=1).to_json()
+    two = ev.evaluate(loaded, config, tmp_path / "two", plots=False, progress=False, workers=2).to_json()
     timing = {"seconds", "optimisation_seconds"}
     strip = [{k: v for k, v in r.items() if k not in timing} for r in one["episodes"]]
     assert strip == [{k: v for k, v in r.items() if k not in timing} for r in two["episodes"]]

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from navintent import evaluate as ev
+from navintent import evaluation as ev
 from navintent.checkpoint import load_inference_model, read_checkpoint
 from navintent.cli import main
 from navintent.config import preset_training_config
@@ -198,7 +198,7 @@ def test_evaluate_and_sim_scenarios_agree_without_a_cli(spaced_run, tmp_path):
     ckpt, _ = spaced_run
     loaded = load_inference_model(ckpt)
     config = ev.EvalConfig(scenes=1, methods=("nomad",), min_steps=2, max_episode_steps=2, max_plots=0)
-    report = ev.evaluate(loaded, config, tmp_path, plots=False, progress=False)
+    report = ev.evaluate(loaded, config, tmp_path, plots=False, progress=False).to_json()
     assert report["metric_scale"] == pytest.approx(0.16)
 
 

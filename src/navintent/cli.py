@@ -33,8 +33,8 @@ COMMANDS: dict[str, str] = {
     "make-data": "navintent.sim.cli",
     "sample": "navintent.sample",
     "optimize-z2": "navintent.commands.optimize_z2",
-    "evaluate": "navintent.evaluate",
-    "experiment": "navintent.evaluate",
+    "evaluate": "navintent.commands.evaluate",
+    "experiment": "navintent.commands.evaluate",
     "demo": "navintent.demo",
     "export": "navintent.export",
 }

@@ -2,7 +2,7 @@
 
 One home for the frame preprocessing every caller shares: the dataset (:mod:`navintent.data.dataset`, via the
 decoded-image cache of :mod:`navintent.data.cache`), deployment (:mod:`navintent.deploy`), the closed-loop
-policy (:mod:`navintent.evaluate`), the simulator scenarios of steering
+policy (:mod:`navintent.evaluation.policy`), the simulator scenarios of steering
 (:mod:`navintent.steering.sim_scenarios`) and the image figures (:mod:`navintent.steering.plots`).
 Only numpy and PIL: no torch, so light commands may import it.
 """

@@ -1,0 +1,231 @@
+"""``navintent evaluate`` and ``navintent experiment``: the argparse definitions and thin calls of
+:func:`navintent.evaluation.evaluate`, :func:`navintent.evaluation.run_diversity` and
+:func:`navintent.evaluation.run_perturb`.
+
+Owns the flags (names, defaults, help), their translation into :class:`navintent.evaluation.EvalConfig`, the
+checkpoint and metric-scale loading for the commands, the exit status (0; 2 for bad input, with the message on
+stderr) and the lines printed at the end (the tables, then the files written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from navintent.checkpoint import LoadedModel, load_inference_model, resolve_device
+from navintent.commands.optimize_z2 import add_noise_arguments
+from navintent.data.sources import data_dir_scales
+from navintent.evaluation.api import evaluate
+from navintent.evaluation.closed_loop import resolve_methods, torch_threads
+from navintent.evaluation.config import METHODS, EvalConfig
+from navintent.evaluation.experiments import run_diversity, run_perturb
+from navintent.evaluation.tasks import TASKS
+from navintent.metric_scale import MetricScale, add_metric_scale_arguments, metric_scale_for_command
+from navintent.objectives import Objective
+from navintent.steering.config import DEFAULT_OBJECTIVE
+
+
+def _parse_methods(text: str) -> tuple[tuple[str, ...], bool]:
+    if text == "all":
+        return METHODS, False
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"--methods: unknown {unknown or text!r}; choose from {list(METHODS)} or 'all'")
+    return names, True
+
+
+def _common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="native navintent checkpoint (or nomad.pth + --config)")
+    p.add_argument("--config", default=None, help="nomad.yaml / config sections for a bare nomad.pth")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling a packaged checkpoint")
+    p.add_argument("--scenes", type=int, default=None, help="held-out scenes (evaluate: 8, experiment: 4)")
+    p.add_argument("--seed", type=int, default=0, help="held-out scene set and sampling seed")
+    add_metric_scale_arguments(p)
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="training data root (or a config YAML with a datasets: block): its metric_waypoint_spacing gives the scale",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: batch-1 closed-loop inference gains nothing from more, and on a "
+        "shared machine extra threads measured 5-50x slower)",
+    )
+
+
+def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, MetricScale]:
+    """The checkpoint and the metric scale (``--metric-scale``, ``--data-dir``'s data, the checkpoint's record or
+    ``--robot``'s deployment rule; printed)."""
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    loaded = load_inference_model(
+        args.ckpt,
+        config=args.config,
+        trust_checkpoint=args.trust_checkpoint,
+        device=resolve_device(args.device),
+    )
+    data = data_dir_scales(args.data_dir, loaded.waypoint_spacing, what="--data-dir") if args.data_dir else ()
+    return loaded, metric_scale_for_command(args, checkpoint=loaded.training_scales, data=data)
+
+
+def run_evaluate_cli(args: argparse.Namespace) -> int:
+    try:
+        methods, explicit = _parse_methods(args.methods)
+        if args.scenes is not None and args.scenes < 1:
+            raise ValueError(f"--scenes must be >= 1, got {args.scenes}")
+        loaded, scale = _load_for_cli(args)
+        methods = resolve_methods(methods, loaded, explicit=explicit)
+        config = EvalConfig(
+            scenes=args.scenes or EvalConfig.scenes, seed=args.seed, methods=methods,
+            replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
+            objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
+            lambda_cfg=args.lambda_cfg, metric_scale=scale.metres_per_unit, step_factor=args.step_factor,
+            max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
+            noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
+            map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
+            explore_steps=args.explore_steps,
+        )  # fmt: skip
+        Objective(config.objective)  # parse errors before any episode runs
+    except (FileNotFoundError, ValueError) as err:
+        print(f"navintent evaluate: error: {err}", file=sys.stderr)
+        return 2
+    with torch_threads(args.threads):
+        result = evaluate(
+            loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
+            meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])}, scale=scale,
+            workers=args.workers, threads=args.threads,
+        )  # fmt: skip
+    if not result.is_report:  # a torchrun rank other than 0: rank 0 writes the report
+        return 0
+    print(result.table)
+    print(
+        f"wrote {Path(args.out_dir) / 'metrics.json'}, results.md"
+        + ("" if args.no_plots else " and PNG plots")
+    )
+    return 0
+
+
+def run_experiment_cli(args: argparse.Namespace) -> int:
+    try:
+        if args.scenes is not None and args.scenes < 1:
+            raise ValueError(f"--scenes must be >= 1, got {args.scenes}")
+        if args.samples < 2:
+            raise ValueError(f"--samples must be >= 2, got {args.samples}")
+        if any(s < 0 for s in args.sigmas):
+            raise ValueError(f"--sigmas must be >= 0, got {args.sigmas}")
+        loaded, scale = _load_for_cli(args)
+        if not loaded.is_intent:
+            raise ValueError(
+                f"experiments need a two-stage intent checkpoint; {args.ckpt} holds a plain NoMaD policy"
+            )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"navintent experiment: error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out_dir)
+    kinds = ("diversity", "perturb") if args.which == "all" else (args.which,)
+    common = dict(scenes=args.scenes or 4, samples=args.samples, seed=args.seed, metric_scale=scale.metres_per_unit,
+                  plots=not args.no_plots)  # fmt: skip
+    for kind in kinds:
+        with torch_threads(args.threads):
+            if kind == "diversity":
+                res = run_diversity(loaded, out, **common)
+            else:
+                res = run_perturb(loaded, out, sigmas=tuple(args.sigmas), **common)
+        print(f"{kind}:\n{res['table']}")
+    print(f"wrote {out}/" + ", ".join(f"{k}.json/.md" + ("" if args.no_plots else "/.png") for k in kinds))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="closed-loop evaluation in the built-in world: NoMaD, prior/reference latents, z2 steering methods",
+        description="Closed loop in K held-out scenes of the built-in world for every method (expert, plain NoMaD, "
+        "z1 from the prior / from the expert's plan, and z2 steered towards a target pedestrian by Adam, best-of-N, "
+        "CEM or guided diffusion, or the diffusion noise optimised (noise, z2+noise), re-optimised every "
+        "--replan-every steps). Writes metrics.json, results.md and "
+        "plots; definitions in the navintent.evaluation package docstring.",
+    )
+    _common_arguments(p)
+    p.add_argument("--out-dir", default="runs/evaluate", help="output folder (default %(default)s)")
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        default=EvalConfig.task,
+        help="navigate: NoMaD's topological-map loop over a map the expert records without pedestrians; explore: "
+        "goal-masked for --explore-steps; goal-image: one goal image of the final pose (default %(default)s)",
+    )
+    p.add_argument("--map-every", type=int, default=EvalConfig.map_every, help="frames between map nodes")
+    p.add_argument(
+        "--radius", type=int, default=EvalConfig.radius, help="nodes each side compared (NoMaD's -r)"
+    )
+    p.add_argument(
+        "--close-threshold",
+        type=float,
+        default=EvalConfig.close_threshold,
+        help="predicted distance (waypoint steps) below which the next node is the subgoal (NoMaD's -t)",
+    )
+    p.add_argument(
+        "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scenes run in this many processes, --threads torch threads each (default: all cores, %(default)s); "
+        "results do not depend on it, except the wall-clock-budgeted baselines",
+    )
+    p.add_argument("--methods", default="all", help=f"comma list of {list(METHODS)} or 'all'")
+    p.add_argument(
+        "--replan-every", type=int, default=EvalConfig.replan_every, help="re-optimise z2 every N steps"
+    )
+    p.add_argument(
+        "--opt-steps", type=int, default=EvalConfig.opt_steps, help="Adam steps per re-optimisation"
+    )
+    p.add_argument("--lr", type=float, default=EvalConfig.lr, help="Adam learning rate on z2")
+    p.add_argument("--draws", type=int, default=EvalConfig.draws, help="noise draws per re-optimisation")
+    p.add_argument(
+        "--objective", default=DEFAULT_OBJECTIVE, help="steering objective (navintent.objectives spec)"
+    )
+    p.add_argument(
+        "--budget", type=float, default=0.0, help="seconds per baseline re-optimisation (0 = Adam's)"
+    )
+    p.add_argument(
+        "--safety-radius", type=float, default=EvalConfig.safety_radius, help="attack success radius (m)"
+    )
+    p.add_argument("--lambda-cfg", type=float, default=0.0, help="classifier-free guidance weight")
+    add_noise_arguments(p)
+    p.add_argument(
+        "--step-factor", type=float, default=EvalConfig.step_factor, help="episode limit / expert steps"
+    )
+    p.add_argument(
+        "--max-plots", type=int, default=EvalConfig.max_plots, help="scenes with a trajectory plot"
+    )
+    p.add_argument(
+        "--max-episode-steps",
+        type=int,
+        default=EvalConfig.max_episode_steps,
+        help="hard cap on episode length",
+    )
+    p.set_defaults(func=run_evaluate_cli)
+
+    e = subparsers.add_parser(
+        "experiment",
+        help="the latent experiments: z1 fixed -> diversity; z1 perturbed -> executable fraction",
+        description="diversity: spread of trajectories with z1 fixed vs varied; perturb: fraction of trajectories "
+        "still executable (collision-free, within dynamics limits) as z1 is perturbed by sigma * N(0, I).",
+    )
+    e.add_argument("which", choices=("diversity", "perturb", "all"))
+    _common_arguments(e)
+    e.add_argument("--out-dir", default="runs/experiment", help="output folder (default %(default)s)")
+    e.add_argument("--samples", type=int, default=16, help="trajectories per scenario (and per sigma)")
+    e.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
+    e.set_defaults(func=run_experiment_cli)

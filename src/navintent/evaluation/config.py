@@ -1,0 +1,103 @@
+"""What a closed-loop evaluation runs: the method names, the held-out seed base and :class:`EvalConfig` with its
+validation (every field checked in ``__post_init__``; errors name the field and value).
+
+Method sets: :data:`METHODS` in report order; :data:`LATENT_METHODS` need a two-stage intent checkpoint;
+:data:`STEERING_METHODS` re-optimise every ``replan_every`` control steps; :data:`NOISE_STEERING` optimise the
+diffusion noise; :data:`NOMINAL` is the method attack success is judged against. :data:`DYNAMICS_LIMITS` are the
+planned-trajectory limits of the dynamics-violation metric (m/s, m/s^2, rad/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from navintent.config import (
+    ConfigBase,
+    check_non_negative_int,
+    check_non_negative_number,
+    check_positive_int,
+    check_positive_number,
+)
+from navintent.evaluation.tasks import TASKS
+from navintent.steering.config import DEFAULT_OBJECTIVE
+
+EVAL_SEED_BASE = 1_000_000
+METHODS: tuple[str, ...] = (
+    "expert", "nomad", "prior", "reference", "adam", "best_of_n", "cem", "guided", "noise", "z2+noise",
+)  # fmt: skip
+LATENT_METHODS: tuple[str, ...] = ("prior", "reference", "adam", "best_of_n", "cem", "guided", "z2+noise")
+STEERING_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise")
+NOISE_STEERING: tuple[str, ...] = ("noise", "z2+noise")
+NOMINAL = "reference"
+DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
+
+
+@dataclass
+class EvalConfig(ConfigBase):
+    """Settings of ``navintent evaluate`` (flags carry the same names with dashes).
+
+    scenes / seed: held-out scenes. step_factor / min_steps / max_episode_steps: an episode may last
+    ``min(max_episode_steps, max(min_steps, step_factor * expert steps))`` control steps. replan_every / opt_steps / lr / draws / objective: z2 re-optimisation (see the
+    :mod:`navintent.evaluation` docstring). budget_s: seconds per baseline re-optimisation (0 = Adam's mean in the scene). safety_radius:
+    attack success distance (m, centre to centre). metric_scale: metres per normalised unit (0 = resolved by
+    :func:`navintent.metric_scale.resolve_metric_scale` from the checkpoint: its training data's scale, else NoMaD's
+    deployment rule ``max_v / frame_rate``). waypoint_index: the waypoint the
+    follower tracks (NoMaD: 2). max_plots: scenes that get a trajectory plot. noise_lr / noise_nll_weight /
+    noise_space: the noise methods' Adam learning rate, noise realism weight and optimised noise
+    (:class:`navintent.steering.Z2OptimConfig`). task: ``navigate`` (NoMaD's topological-map loop over a map the
+    expert records without pedestrians, a node every ``map_every`` frames; localisation ``radius`` and
+    ``close_threshold`` as NoMaD's navigate.py), ``explore`` (goal masked, ``explore_steps`` steps) or
+    ``goal-image`` (one goal image of the final pose); see :mod:`navintent.evaluation.tasks`. Invalid values raise
+    ``ValueError`` naming field and value.
+    """
+
+    scenes: int = 8
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+    step_factor: float = 2.0
+    min_steps: int = 60
+    max_episode_steps: int = 400
+    replan_every: int = 8
+    opt_steps: int = 10
+    lr: float = 0.05
+    draws: int = 4
+    objective: str = DEFAULT_OBJECTIVE
+    budget_s: float = 0.0
+    safety_radius: float = 0.5
+    lambda_cfg: float = 0.0
+    metric_scale: float = 0.0
+    waypoint_index: int = 2
+    max_plots: int = 4
+    noise_lr: float = 0.05
+    noise_nll_weight: float = 0.03
+    noise_space: str = "all"
+    task: str = "navigate"
+    map_every: int = 4
+    radius: int = 4
+    close_threshold: float = 3.0
+    explore_steps: int = 200
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {list(TASKS)}, got {self.task!r}")
+        for name in (
+            "scenes", "replan_every", "opt_steps", "draws", "min_steps", "max_episode_steps", "map_every",
+            "explore_steps",
+        ):  # fmt: skip
+            check_positive_int(name, getattr(self, name))
+        check_non_negative_int("radius", self.radius)
+        check_positive_number("close_threshold", self.close_threshold)
+        for name in ("seed", "waypoint_index", "max_plots"):
+            check_non_negative_int(name, getattr(self, name))
+        for name in ("step_factor", "lr", "safety_radius", "noise_lr"):
+            check_positive_number(name, getattr(self, name))
+        for name in ("budget_s", "lambda_cfg", "metric_scale", "noise_nll_weight"):
+            check_non_negative_number(name, getattr(self, name))
+        if self.noise_space not in ("all", "x_T"):
+            raise ValueError(f"noise_space must be 'all' or 'x_T', got {self.noise_space!r}")
+        self.methods = tuple(self.methods)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(
+                f"methods must be a non-empty subset of {list(METHODS)}, got {list(self.methods)}"
+            )

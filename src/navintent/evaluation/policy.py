@@ -1,0 +1,361 @@
+"""The closed-loop policy of one method: what it asks the model each control step, and how it is steered.
+
+A method is two choices, each a small strategy object, instead of a switch on its name:
+
+- where the latent comes from (:class:`LatentSource`): :class:`NoLatent` (plain NoMaD, the unconditional branch),
+  :class:`PriorLatent` (z1 = the prior mean 0) or :class:`ReferenceLatent` (z1 = Encoder1's mean given the expert's
+  plan as the reference); z2 = Encoder2(z1, current observation);
+- how it is steered (:class:`Steering`): :class:`Unsteered`; :class:`Z2Search` (adam, best_of_n, cem: z2 re-optimised
+  every ``replan_every`` steps, warm-started, held in between); :class:`GuidedSteering` (a guidance scale chosen
+  every ``replan_every`` steps, guided sampling every step); :class:`NoiseSteering` (``noise`` / ``z2+noise``: the
+  noise of the draws optimised, the best draw's noise executed until the next re-optimisation).
+
+:func:`latent_source` and :func:`steering` map a method name of :data:`navintent.evaluation.config.METHODS` to them;
+:class:`ClosedLoopPolicy` is the ``policy_fn`` of :func:`navintent.sim.rollout.rollout` that combines them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from navintent.checkpoint import LoadedModel
+from navintent.diffusion import SamplerNoise, build_sampler, policy_eps_fn
+from navintent.evaluation.config import LATENT_METHODS, METHODS, EvalConfig
+from navintent.evaluation.scenes import ObservedRenderer, PedestrianTracker, reference_from_plan
+from navintent.objectives import Objective, deltas_to_metric, gaussian_nll, noise_nll, standard_normal_nll
+from navintent.sim import to_robot_frame
+from navintent.steering import DiffusionAdapter, MethodResult, Scenarios, Z2OptimConfig
+from navintent.steering import methods as steer_methods
+from navintent.transforms import prepare_frames
+
+
+# ------------------------------------------------------------------------------------------------ latent sources
+class LatentSource:
+    """Where z1 comes from. :meth:`latent` returns ``(z1 [1, z1_dim] or None, reference [1, H, ref_dim] or None)``
+    for the current step; z2 is then Encoder2(z1, tokens)."""
+
+    def latent(
+        self, policy: ClosedLoopPolicy, tokens: Tensor, goal_mask: Tensor
+    ) -> tuple[Tensor | None, Tensor | None]:
+        raise NotImplementedError
+
+
+class NoLatent(LatentSource):
+    """No latent: plain NoMaD sampling (and the noise method on a plain checkpoint)."""
+
+    def latent(self, policy, tokens, goal_mask):
+        return None, None
+
+
+class PriorLatent(LatentSource):
+    """z1 = the prior mean 0."""
+
+    def latent(self, policy, tokens, goal_mask):
+        return torch.zeros(1, policy.model.z1_dim, device=policy.device), None
+
+
+class ReferenceLatent(LatentSource):
+    """z1 = Encoder1's mean given the expert's plan at the current pose (:func:`reference_from_plan`, spacing =
+    the metric scale) as the reference."""
+
+    def latent(self, policy, tokens, goal_mask):
+        plan = reference_from_plan(
+            policy.scene.path, policy.observer.poses[-1], policy.loaded.ref_horizon, policy.metric_scale,
+            policy.model.intent_config.ref_dim,
+        )  # fmt: skip
+        ref = torch.as_tensor(plan, dtype=torch.float32, device=policy.device)[None]
+        with torch.no_grad():
+            z1, _ = policy.model.posterior(tokens, goal_mask.bool(), ref, None)
+        return z1, ref
+
+
+def latent_source(method: str, loaded: LoadedModel) -> LatentSource:
+    """``nomad``: none; ``prior``: the prior mean; every other method: the reference latent when the checkpoint
+    has intent encoders, else none (only ``noise`` runs on a plain checkpoint)."""
+    if method == "nomad":
+        return NoLatent()
+    if method == "prior":
+        return PriorLatent()
+    return ReferenceLatent() if loaded.is_intent else NoLatent()
+
+
+# ------------------------------------------------------------------------------------------------ steering
+class Steering:
+    """How a method steers. :meth:`step` gets the step index, the encoded inputs and the latent, and returns the
+    z2 to execute (``[1, z]`` or None) and, when the steering sampled itself, the executed waypoints ``[T, 2]``
+    (m, torch) — else None and the policy samples. ``predicts_agents``: it needs the target's predicted future."""
+
+    predicts_agents = False
+
+    def step(
+        self, policy: ClosedLoopPolicy, step: int, obs: Tensor, goal: Tensor, ref: Tensor | None,
+        z1: Tensor | None, z2: Tensor | None,
+    ) -> tuple[Tensor | None, Tensor | None]:  # fmt: skip
+        return z2, None
+
+
+class Unsteered(Steering):
+    """No steering: Encoder2's z2 (or none), fresh noise every step."""
+
+
+class _Reoptimising(Steering):
+    """Steering that re-optimises every ``replan_every`` steps; :meth:`run` is one re-optimisation (it may set
+    the policy's held noise or guidance scale), timed by :meth:`ClosedLoopPolicy.reoptimise`."""
+
+    predicts_agents = True
+    warm_start_z2 = True
+
+    def run(self, policy: ClosedLoopPolicy, adapter: DiffusionAdapter, budget: float, start) -> MethodResult:
+        raise NotImplementedError
+
+
+class Z2Search(_Reoptimising):
+    """adam / best_of_n / cem: z2 re-optimised (warm-started from the previous optimum), held in between."""
+
+    def __init__(self, run: Callable[[ClosedLoopPolicy, DiffusionAdapter, float, Any], MethodResult]) -> None:
+        self._run = run
+
+    def run(self, policy, adapter, budget, start):
+        return self._run(policy, adapter, budget, start)
+
+    def step(self, policy, step, obs, goal, ref, z1, z2):
+        if step % policy.config.replan_every == 0:
+            policy.reoptimise(policy.adapter(obs, goal, ref, z1), self)
+        return policy.z2_star, None
+
+
+class GuidedSteering(_Reoptimising):
+    """guided: a guidance scale chosen every ``replan_every`` steps (z2 = Encoder2's), guided sampling every step."""
+
+    warm_start_z2 = False
+
+    def run(self, policy, adapter, budget, start):
+        result = steer_methods.guided_baseline(
+            adapter, budget, policy.opt_config, policy.generator, start=start
+        )
+        policy.guide_scale = result.guide_scale.detach()
+        return result
+
+    def step(self, policy, step, obs, goal, ref, z1, z2):
+        adapter = policy.adapter(obs, goal, ref, z1)
+        if step % policy.config.replan_every == 0:
+            policy.reoptimise(adapter, self)
+        noise = adapter.draw_noise(1, policy.generator)
+        policy.record_noise(noise)
+        out = adapter.guided(policy.guide_scale, noise=noise)
+        return z2, out.waypoints[0, 0].detach()
+
+
+class NoiseSteering(_Reoptimising):
+    """noise / z2+noise: the noise of the draws (and with ``with_z2`` z2) optimised every ``replan_every`` steps,
+    warm-started; the best draw's noise is executed until the next re-optimisation. ``noise`` executes Encoder2's
+    z2 (z = 0 on a plain checkpoint), ``z2+noise`` the optimised one."""
+
+    def __init__(self, with_z2: bool) -> None:
+        self.with_z2 = with_z2
+        self.warm_start_z2 = with_z2
+
+    def run(self, policy, adapter, budget, start):
+        result = steer_methods.optimize_noise(
+            adapter, budget, policy.opt_config, with_z2=self.with_z2, start=start, start_noise=policy.noise_star,
+            progress=False,
+        )  # fmt: skip
+        policy.noise_star = result.noise
+        policy.noise_exec = policy.best_draw(adapter, result)
+        return result
+
+    def step(self, policy, step, obs, goal, ref, z1, z2):
+        if step % policy.config.replan_every == 0:
+            policy.reoptimise(policy.adapter(obs, goal, ref, z1), self)
+        if self.with_z2:
+            return policy.z2_star, None
+        if z2 is None:  # a plain policy: the adapter's z = 0
+            z2 = torch.zeros(1, policy.model.z_dim, device=policy.device)
+        return z2, None
+
+
+STEERING: dict[str, Callable[[], Steering]] = {
+    "nomad": Unsteered,
+    "prior": Unsteered,
+    "reference": Unsteered,
+    "adam": lambda: Z2Search(
+        lambda p, a, budget, start: steer_methods.optimize_adam(a, p.opt_config, start=start, progress=False)
+    ),
+    "best_of_n": lambda: Z2Search(
+        lambda p, a, budget, start: steer_methods.best_of_n(a, budget, p.opt_config, p.generator, start=start)
+    ),
+    "cem": lambda: Z2Search(
+        lambda p, a, budget, start: steer_methods.cem(a, budget, p.opt_config, p.generator, start=start)
+    ),
+    "guided": GuidedSteering,
+    "noise": lambda: NoiseSteering(with_z2=False),
+    "z2+noise": lambda: NoiseSteering(with_z2=True),
+}
+
+
+def steering(method: str) -> Steering:
+    """The steering strategy of ``method`` (a fresh object: it carries no state, the policy does)."""
+    return STEERING[method]()
+
+
+# ------------------------------------------------------------------------------------------------ the policy
+class ClosedLoopPolicy:
+    """``policy_fn`` for :func:`navintent.sim.rollout.rollout` implementing one method (see
+    :mod:`navintent.evaluation`): called with the context frames ``[C, H, W, 3]`` (uint8) and the goal image
+    ``[H, W, 3]``, returns waypoints ``[T, 2]`` (m, robot frame). ``goal_masked``: the goal token is hidden
+    (exploration; the goal image is then ignored).
+
+    After the episode: ``z1_loglik`` / ``z2_loglik`` / ``noise_loglik`` (nats) / ``plans`` (``[T, 2]`` m) lists per
+    control step, ``reoptimisations``, ``optimisation_seconds`` (per re-optimisation). Noise methods hold
+    ``noise_star`` (the optimised noise of all draws, the next warm start) and ``noise_exec`` (the best draw's,
+    executed).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        method: str,
+        scene,
+        observer: ObservedRenderer,
+        *,
+        config: EvalConfig,
+        metric_scale: float,
+        target: int,
+        seed: int,
+        budget_s: float | None = None,
+        progress: bool = False,
+        goal_masked: bool = False,
+    ) -> None:
+        if method not in METHODS or method == "expert":
+            raise ValueError(f"ClosedLoopPolicy method must be one of {list(METHODS[1:])}, got {method!r}")
+        if method in LATENT_METHODS and not loaded.is_intent:
+            raise ValueError(f"method {method!r} needs a two-stage intent checkpoint (Encoder1/Encoder2)")
+        self.loaded, self.model, self.method, self.scene = loaded, loaded.model, method, scene
+        self.observer, self.config = observer, config
+        self.metric_scale, self.target = float(metric_scale), int(target)
+        self.latent_source = latent_source(method, loaded)
+        self.steering = steering(method)
+        self.device = next(self.model.parameters()).device
+        self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        self.sampler = build_sampler(self.model.scheduler_config, kind="ddpm", clip="hard")
+        self.opt_sampler = build_sampler(self.model.scheduler_config, kind="ddpm", clip="straight_through")
+        self.dt_wp = scene.config.robot.dt * loaded.waypoint_spacing
+        self.opt_config = Z2OptimConfig(
+            steps=config.opt_steps, lr=config.lr, draws=config.draws, lambda_cfg=config.lambda_cfg,
+            dt=self.dt_wp, success_radius=config.safety_radius, noise_lr=config.noise_lr,
+            noise_nll_weight=config.noise_nll_weight, noise_space=config.noise_space,
+        )  # fmt: skip
+        self.budget_s = budget_s
+        self.progress = progress
+        self.goal_masked = bool(goal_masked)
+        self.tracker = PedestrianTracker(scene) if self.steering.predicts_agents else None
+        self.calls = 0
+        self.z2_star: Tensor | None = None
+        self.guide_scale: Tensor | None = None
+        self.z1_loglik: list[float] = []
+        self.z2_loglik: list[float] = []
+        self.noise_loglik: list[float] = []
+        self.noise_star: SamplerNoise | None = None
+        self.noise_exec: SamplerNoise | None = None
+        self.plans: list[np.ndarray] = []
+        self.reoptimisations = 0
+        self.optimisation_seconds: list[float] = []
+
+    # --- pieces the strategies use -------------------------------------------------------------------
+    def target_future(self) -> Tensor:
+        """Target's positions ``[1, T, 1, 2]`` (m, current robot frame) at the waypoint times."""
+        self.tracker.sync(self.observer.poses, self.observer.peds)
+        t_pred, ws = self.model.config.len_traj_pred, self.loaded.waypoint_spacing
+        future = self.tracker.predict(t_pred * ws)[ws - 1 :: ws, self.target]  # [T, 2]
+        local = to_robot_frame(future, self.observer.poses[-1])
+        return torch.as_tensor(local, dtype=torch.float32, device=self.device).view(1, t_pred, 1, 2)
+
+    def adapter(self, obs: Tensor, goal: Tensor, ref: Tensor | None, z1: Tensor | None) -> DiffusionAdapter:
+        """The one-scenario steering problem of this step (``obs [1, C, 3, H, W]``, ``goal [1, 1, 3, H, W]``)
+        against the target's predicted future."""
+        sc = Scenarios(
+            obs_img=obs,
+            goal_img=goal,
+            metric_scale=torch.tensor([self.metric_scale], device=self.device),
+            goal_mask=torch.full((1,), int(self.goal_masked), dtype=torch.long, device=self.device),
+            ref_traj=ref,
+            ref_mask=None if ref is None else torch.ones(1, device=self.device),
+            agents=self.target_future(),
+            agents_mask=torch.ones(1, 1, device=self.device),
+            z1=z1,
+        )
+        return DiffusionAdapter(
+            self.model, sc, Objective(self.config.objective), sampler=self.opt_sampler, draws=self.config.draws,
+            lambda_cfg=self.config.lambda_cfg, dt=self.dt_wp, z2_stats=self.loaded.z2_stats,
+            generator=self.generator, noise_space=self.config.noise_space,
+        )  # fmt: skip
+
+    def reoptimise(self, adapter: DiffusionAdapter, strategy: _Reoptimising) -> None:
+        """One re-optimisation by ``strategy`` within ``budget_s`` (None: 1 s), warm-started from the previous
+        optimum (z2 when the strategy warm-starts it; the realism anchor stays Encoder2's output)."""
+        start = time.perf_counter()
+        budget = self.budget_s if self.budget_s is not None else 1.0
+        z2_start = self.z2_star.clone() if self.z2_star is not None and strategy.warm_start_z2 else None
+        result = strategy.run(self, adapter, budget, z2_start)
+        self.z2_star = result.z2.detach()
+        self.reoptimisations += 1
+        self.optimisation_seconds.append(time.perf_counter() - start)
+
+    def best_draw(self, adapter: DiffusionAdapter, result: MethodResult) -> SamplerNoise:
+        """The optimised draw with the lowest loss (objective + weighted noise realism) as a one-row noise."""
+        with torch.no_grad():
+            per_draw = adapter.loss_given_z2(result.z2, noise=result.noise).per_draw[0]
+            nll = adapter.noise_nll(result.noise, self.opt_config.noise_space)[0]
+            per_draw = per_draw + self.opt_config.noise_nll_weight * nll
+        k = int(per_draw.argmin())
+        return SamplerNoise(result.noise.x_T[k : k + 1].clone(), result.noise.steps[:, k : k + 1].clone())
+
+    def record_noise(self, noise: SamplerNoise) -> None:
+        """Log-likelihood (nats) of the executed ``noise`` over ``noise_space``, appended to ``noise_loglik``."""
+        vec = self.sampler.noise_vector(noise, self.config.noise_space)
+        self.noise_loglik.append(-float(noise_nll(vec)[0]))
+
+    def sample(self, cond: Tensor, z2: Tensor | None, noise: SamplerNoise | None = None) -> Tensor:
+        """One executed sample: waypoints ``[T, 2]`` (m) from ``noise`` (None: a fresh draw)."""
+        cfg = self.model.config
+        if noise is None:
+            noise = self.sampler.draw_noise(
+                (1, cfg.len_traj_pred, cfg.action_dim), generator=self.generator, device=self.device
+            )
+        self.record_noise(noise)
+        lam = self.config.lambda_cfg if z2 is not None else 0.0
+        with torch.no_grad():
+            x = self.sampler.sample(policy_eps_fn(self.model, cond, z2, lambda_cfg=lam), noise)
+        return deltas_to_metric(x, cfg.action_min, cfg.action_max, self.metric_scale)[0]
+
+    # --- the policy ------------------------------------------------------------------------------------
+    def __call__(self, context: np.ndarray, goal_image: np.ndarray) -> np.ndarray:
+        mc = self.model.config
+        step = self.calls
+        self.calls += 1
+        obs = torch.from_numpy(prepare_frames(context, mc.image_size))[None].to(self.device)
+        goal = torch.from_numpy(prepare_frames(goal_image[None], mc.image_size))[None].to(self.device)
+        goal_mask = torch.full((1,), int(self.goal_masked), dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            cond, tokens = self.model.encode(obs, goal, goal_mask, return_tokens=True)
+        z1, ref = self.latent_source.latent(self, tokens, goal_mask)
+        z2 = None
+        if z1 is not None:
+            with torch.no_grad():
+                z2 = self.model.z2_from_tokens(z1, tokens)
+        z2, waypoints = self.steering.step(self, step, obs, goal, ref, z1, z2)
+        if waypoints is None:
+            waypoints = self.sample(cond, z2, self.noise_exec)
+        if z1 is not None:
+            self.z1_loglik.append(-float(standard_normal_nll(z1)[0]))
+        if z2 is not None and self.loaded.z2_stats is not None:
+            self.z2_loglik.append(-float(gaussian_nll(z2, *self.loaded.z2_stats)[0]))
+        wp = waypoints.detach().cpu().double().numpy()
+        self.plans.append(wp)
+        return wp

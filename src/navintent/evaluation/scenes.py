@@ -1,0 +1,125 @@
+"""The held-out scenes of a closed-loop evaluation and what is known about them before any method drives.
+
+Owns: the scene seeds (``EVAL_SEED_BASE + 1000 * seed + i``, small integers, while ``navintent make-data`` draws
+32-bit ``SeedSequence`` hashes, so they never collide), the robot-free pedestrian walk, the target pedestrian, the
+expert's plan as Encoder1's reference, and the two helpers that follow an episode's simulator state from outside
+the rollout: :class:`ObservedRenderer` (records the pose and pedestrians of every rendered frame) and
+:class:`PedestrianTracker` (replays the pedestrians along those poses to predict their future).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from navintent.evaluation.config import EVAL_SEED_BASE
+from navintent.sim import World, generate_scene, to_robot_frame
+from navintent.sim.planner import point_at_arc_length, project_on_path
+
+
+def evaluation_scenes(num: int, seed: int = 0, config=None) -> list:
+    """``num`` held-out scenes with at least one pedestrian: scene seeds ``EVAL_SEED_BASE + 1000 * seed + i`` for
+    i = 0, 1, ... (scenes without pedestrians skipped). Raises ``RuntimeError`` after ``50 * num`` draws."""
+    scenes = []
+    base = EVAL_SEED_BASE + 1000 * int(seed)
+    for i in range(50 * num):
+        scene = generate_scene(base + i, config)
+        if scene.num_pedestrians:
+            scenes.append(scene)
+            if len(scenes) == num:
+                return scenes
+    raise RuntimeError(
+        f"found only {len(scenes)} scenes with pedestrians among seeds {base}..{base + 50 * num - 1}"
+    )
+
+
+def free_walk(scene, steps: int) -> np.ndarray:
+    """Pedestrians' world positions ``[steps + 1, N, 2]`` when they ignore the robot (``robot_strength = 0``)."""
+    cfg = scene.config
+    quiet = dataclasses.replace(
+        scene, config=cfg.replace(pedestrians=cfg.pedestrians.replace(robot_strength=0.0))
+    )
+    world = World(quiet)
+    out = [world.ped_positions]
+    for _ in range(steps):
+        world.step(0.0, 0.0)
+        out.append(world.ped_positions)
+    return np.array(out).reshape(steps + 1, scene.num_pedestrians, 2)
+
+
+def target_pedestrian(scene, free: np.ndarray) -> int:
+    """Index of the pedestrian whose robot-free walk ``free [S+1, N, 2]`` comes closest to the expert's plan."""
+    if scene.num_pedestrians == 0:
+        raise ValueError(f"scene {scene.seed} has no pedestrian to target")
+    d = np.linalg.norm(free[:, :, None, :] - scene.path[None, None], axis=-1)  # [S+1, N, P]
+    return int(d.min(axis=(0, 2)).argmin())
+
+
+def reference_from_plan(
+    path: np.ndarray, pose: np.ndarray, horizon: int, spacing: float, ref_dim: int
+) -> np.ndarray:
+    """The expert's plan as Encoder1's reference at ``pose``: ``[horizon, ref_dim]`` in spacing units, robot frame.
+
+    Rows are the plan's points ``spacing``, ``2 * spacing``, ... metres of arc length beyond the robot's projection
+    on it (the goal once past the end) — what ``ref_mode="future"`` training data hold: the next positions one frame
+    apart. ``ref_dim`` 4 appends cos/sin of the path heading relative to the robot's yaw.
+    """
+    if ref_dim not in (2, 4):
+        raise ValueError(f"ref_dim must be 2 or 4, got {ref_dim}")
+    s0 = project_on_path(path, np.asarray(pose[:2], dtype=np.float64))
+    pts = point_at_arc_length(path, s0 + spacing * np.arange(1, horizon + 1))
+    local = to_robot_frame(pts, pose) / spacing
+    if ref_dim == 2:
+        return local
+    prev = np.vstack([np.asarray(pose[:2])[None], pts[:-1]])
+    step = pts - prev
+    heading = np.where(np.linalg.norm(step, axis=1) > 1e-9, np.arctan2(step[:, 1], step[:, 0]), pose[2])
+    rel = heading - pose[2]
+    return np.concatenate([local, np.cos(rel)[:, None], np.sin(rel)[:, None]], axis=1)
+
+
+class ObservedRenderer:
+    """Wraps a :class:`navintent.sim.render.SceneRenderer` and records the state of every rendered frame (the
+    rollout renders once per step, before asking the policy): ``poses`` and ``peds`` (world)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.poses: list[np.ndarray] = []
+        self.peds: list[np.ndarray] = []
+
+    def goal_image(self) -> np.ndarray:
+        return self.inner.goal_image()
+
+    def render(self, pose, ped_positions, camera: str = "robot_cam") -> np.ndarray:
+        self.poses.append(np.array(pose, dtype=np.float64))
+        self.peds.append(np.array(ped_positions, dtype=np.float64))
+        return self.inner.render(pose, ped_positions, camera)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class PedestrianTracker:
+    """Replays the episode's pedestrians incrementally along the observed robot poses (as
+    :func:`navintent.sim.world.predict_agents_at` does from scratch) so predictions cost O(1) per step."""
+
+    def __init__(self, scene) -> None:
+        self.world = World(scene)
+        self.k = 0
+
+    def sync(self, poses: list[np.ndarray], peds: list[np.ndarray]) -> None:
+        world, robot = self.world, self.world.config.robot
+        if self.k == 0:
+            world.pose = poses[0].copy()
+        while self.k < len(poses) - 1:
+            world.ped_state = world.pedestrians.step(world.ped_state, robot.dt, world.pose[:2], robot.radius)
+            self.k += 1
+            world.pose = poses[self.k].copy()
+            world.t = self.k
+        if not np.allclose(world.ped_positions, peds[-1], atol=1e-9):
+            raise RuntimeError(f"pedestrian replay diverged from the rollout at step {self.k}")
+
+    def predict(self, horizon: int) -> np.ndarray:
+        """World positions ``[horizon, N, 2]`` after the current step (robot held still)."""
+        return self.world.predict_agents(horizon)

@@ -2,7 +2,7 @@
 
 import json
 
-from navintent import evaluate as ev
+from navintent import evaluation as ev
 from navintent.cli import main
 from navintent.demo import METRICS_KEYS, PLANS, QUICK
 

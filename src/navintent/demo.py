@@ -6,9 +6,9 @@ Stages (each reuses the module that owns it; progress bars throughout):
 2. train the two-stage intent model on it (``navintent train``, preset ``demo``; ``tiny`` with ``--quick``);
 3. optimise z2 open loop on held-out scenarios against an adversarial objective, with the baselines at equal
    wall-clock (``navintent optimize-z2 --method all``);
-4. evaluate closed loop in held-out scenes (:func:`navintent.evaluate.evaluate`: NoMaD, prior and reference
+4. evaluate closed loop in held-out scenes (:func:`navintent.evaluation.evaluate`: NoMaD, prior and reference
    latents, every steering method re-optimised in the loop);
-5. the seed's latent experiments (:func:`navintent.evaluate.run_diversity`, :func:`navintent.evaluate.run_perturb`);
+5. the seed's latent experiments (:func:`navintent.evaluation.run_diversity`, :func:`navintent.evaluation.run_perturb`);
 6. ``DIR/report.md`` (tables, plots, timings) and ``DIR/metrics.json``.
 
 Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--quick`` <= 3):
@@ -23,7 +23,7 @@ Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--q
   the demo shows the machinery with honest numbers.
 - z2 optimisation, open loop and in the closed loop, uses Adam at lr 0.2 in whitened z2 coordinates against
   ``softmin_dist:1.0,dynamics:10,z2_nll:0.03`` with z1 from Encoder1 on the scene (the README's proof settings).
-- Held-out: evaluation scene seeds (``navintent.evaluate.EVAL_SEED_BASE`` + ...) are checked against the recorded
+- Held-out: evaluation scene seeds (``navintent.evaluation.EVAL_SEED_BASE`` + ...) are checked against the recorded
   dataset's scene seeds (``sim_episodes.yaml``) and must be disjoint.
 """
 
@@ -36,9 +36,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:  # annotation only: the stages import what they run
+    from navintent.evaluation import EvaluateResult
 
 QUICK = "quick"
 FULL = "full"
@@ -142,7 +145,7 @@ def run_demo(
 ) -> dict:
     """Run every stage into ``out_dir`` (must be empty or absent); returns the metrics dict also written to
     ``out_dir/metrics.json``. torch runs on ``threads`` threads meanwhile (restored after)."""
-    from navintent import evaluate as ev
+    from navintent import evaluation as ev
 
     plan = PLANS[QUICK if quick else FULL]
     out = Path(out_dir)
@@ -154,7 +157,7 @@ def run_demo(
 
 
 def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, threads: int) -> dict:
-    from navintent import evaluate as ev
+    from navintent import evaluation as ev
     from navintent.checkpoint import load_inference_model
     from navintent.metric_scale import resolve_metric_scale
     from navintent.sim.config import CameraConfig, SimConfig
@@ -272,10 +275,10 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
             "scenarios": len(opt_report.get("scenarios", [])),
         },
         "closed_loop": {
-            "summary": closed["summary"],
-            "metric_scale": closed["metric_scale"],
-            "scenes": closed["scenes"],
-            "config": closed["config"],
+            "summary": closed.summary,
+            "metric_scale": closed.metric_scale.metres_per_unit,
+            "scenes": closed.scenes,
+            "config": closed.config.to_dict(),
         },
         "experiments": {"diversity": diversity["summary"], "perturb": perturb["levels"]},
         "files": {},
@@ -284,9 +287,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     metrics["files"] = {
         "report": str(report),
         "metrics": str(out / "metrics.json"),
-        "closed_loop_plots": [
-            str(out / "evaluate" / p) for p in closed.get("plots", []) if p != "summary.png"
-        ],
+        "closed_loop_plots": [str(out / "evaluate" / p) for p in closed.plots or [] if p != "summary.png"],
         "experiment_plots": [str(exp_dir / "diversity.png"), str(exp_dir / "perturb.png")],
         "optimize_dir": str(opt_dir),
     }
@@ -342,7 +343,9 @@ def _goal_lines(final: dict[str, float]) -> str:
     )
 
 
-def _report_markdown(metrics, plan, closed, opt_report, diversity, perturb, out: Path, threads: int) -> str:
+def _report_markdown(
+    metrics, plan, closed: EvaluateResult, opt_report, diversity, perturb, out: Path, threads: int
+) -> str:
     st = metrics["stages"]
     tr = metrics["train"]
     final = tr["final"]
@@ -353,7 +356,7 @@ def _report_markdown(metrics, plan, closed, opt_report, diversity, perturb, out:
     plots = "\n".join(
         f"![closed loop](evaluate/{Path(p).name})" for p in metrics["files"]["closed_loop_plots"]
     )
-    cl = closed["config"]
+    cl = closed.config
     return f"""# navintent demo ({mode})
 
 Command: `{command}` — {metrics["seconds"] / 60:.1f} minutes on this machine (torch threads: {threads}).
@@ -388,13 +391,13 @@ Objective `{opt_report.get("objective", "?")}`; baselines at Adam's wall-clock b
 {_opt_table(opt_report.get("summary", {}))}
 Details and plots: `optimize/`.
 
-## 4. Closed loop ({len(closed["scenes"])} held-out scene(s))
-Re-sampling every control step (NoMaD's deployment, waypoint {cl["waypoint_index"]}); steering methods re-optimise z2
-every {cl["replan_every"]} steps ({cl["opt_steps"]} Adam steps, {cl["draws"]} draws; baselines at Adam's budget) to
-approach the target pedestrian; nominal = `reference`; safety radius {cl["safety_radius"]} m; metric scale
-{closed["metric_scale"]:.4f} m per unit. Definitions: `navintent.evaluate` docstring.
+## 4. Closed loop ({len(closed.scenes)} held-out scene(s))
+Re-sampling every control step (NoMaD's deployment, waypoint {cl.waypoint_index}); steering methods re-optimise z2
+every {cl.replan_every} steps ({cl.opt_steps} Adam steps, {cl.draws} draws; baselines at Adam's budget) to
+approach the target pedestrian; nominal = `reference`; safety radius {cl.safety_radius} m; metric scale
+{closed.metric_scale.metres_per_unit:.4f} m per unit. Definitions: `navintent.evaluation` docstring.
 
-{closed["table"]}
+{closed.table}
 {plots}
 
 ![summary](evaluate/summary.png)
@@ -413,7 +416,7 @@ z1 perturbed -> executable fraction (collision-free on the occupancy map and wit
 ## Limitations
 A few CPU minutes of training on {metrics["data"]["episodes"]} episodes give a weak policy: goal rates and the size of the
 steering effects here say little about a model trained on real data for hours. The closed-loop table averages
-{len(closed["scenes"])} scene(s); rates move in steps of {100 / max(len(closed["scenes"]), 1):.0f} points.
+{len(closed.scenes)} scene(s); rates move in steps of {100 / max(len(closed.scenes), 1):.0f} points.
 """
 
 

@@ -147,6 +147,19 @@ def test_freeze_fixes_exactly_the_named_groups(tmp_path):
         TrainConfig(freeze=("unet",))
 
 
+def test_vision_lr_scale_gives_the_vision_encoder_its_own_learning_rate(tmp_path):
+    trainer = Trainer(
+        tiny_config(vision_lr_scale=0.05, lr=1e-3), MemorySet(4), None, tmp_path, progress=False
+    )
+    vision = {id(p) for n, p in trainer.model.named_parameters() if n.startswith("vision_encoder.")}
+    groups = trainer.optimizer.param_groups
+    (vision_group,) = [g for g in groups if {id(p) for p in g["params"]} == vision]
+    assert vision_group["initial_lr"] == pytest.approx(5e-5)
+    assert all(g["initial_lr"] == pytest.approx(1e-3) for g in groups if g is not vision_group)
+    default = Trainer(tiny_config(lr=1e-3), MemorySet(4), None, tmp_path / "d", progress=False)
+    assert len(default.optimizer.param_groups) == len(groups) - 1  # old checkpoints' optimiser layout
+
+
 def test_nan_loss_stops_with_a_diagnostic_before_ema_or_checkpoint(tmp_path):
     torch.manual_seed(0)
     trainer = Trainer(

@@ -144,3 +144,15 @@ def test_goal_metrics_refuses_bad_requests():
         goal_metrics(_model(), GoalColourTask(4, seed=0), device=torch.device("cpu"), observations=0)
     with pytest.raises(ValueError, match="non-empty dataset, got 0"):
         goal_metrics(_model(), GoalColourTask(0, seed=0), device=torch.device("cpu"))
+
+
+class _NoNegativeFlag(GoalColourTask):
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        sample = super().__getitem__(i)
+        del sample["goal_is_negative"]
+        return sample
+
+
+def test_goal_metrics_names_a_missing_sample_key():
+    with pytest.raises(ValueError, match=r"needs \['goal_is_negative'\] in every sample"):
+        goal_metrics(_model(), _NoNegativeFlag(4, seed=0), device=torch.device("cpu"))

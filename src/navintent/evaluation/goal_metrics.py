@@ -87,11 +87,19 @@ def goal_metrics(
 
     ``dataset`` items are NavDataset dicts (``obs_img``, ``goal_img``, ``distance``, ``goal_is_negative``,
     ``metric_scale``). ``scheduler`` is the DDPM scheduler for sampling (default: the model's).
-    Raises ``ValueError`` for an empty dataset or ``observations < 1``.
+    Raises ``ValueError`` for an empty dataset, ``observations < 1`` or samples without those keys.
     """
     if observations < 1:
         raise ValueError(f"observations must be >= 1, got {observations}")
     batch = default_collate([dataset[i] for i in _subset(dataset, observations, seed)])
+    missing = [
+        k for k in ("obs_img", "goal_img", "distance", "goal_is_negative", "metric_scale") if k not in batch
+    ]
+    if missing:
+        raise ValueError(
+            f"goal_metrics needs {missing} in every sample (navintent.data.NavDataset writes them), got keys "
+            f"{sorted(batch)}; set train.eval_goal_observations: 0 to skip these metrics"
+        )
     obs = batch["obs_img"].to(device)
     goal = batch["goal_img"].to(device)
     bsz = obs.shape[0]

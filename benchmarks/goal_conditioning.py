@@ -1,0 +1,137 @@
+"""Does the trained policy see its goal? Train one recipe on sim data and report the goal-conditioning metrics.
+
+    OMP_NUM_THREADS=1 python benchmarks/goal_conditioning.py --out DIR [--preset demo|nomad] [--steps 700] \\
+        [--start-yaw-spread 180] [--set train.alpha=1e-3 ...]
+
+1. Records ``--episodes`` expert episodes in the built-in world (``navintent make-data`` semantics, seed
+   ``--data-seed``; ``--start-yaw-spread`` sets :class:`navintent.sim.config.SceneConfig`'s ``start_yaw_spread``)
+   into ``DIR/data`` unless it is already there.
+2. Trains ``--preset`` with the recipe (:data:`RECIPE` plus ``--set section.key=value``) for ``--steps`` steps with
+   ``navintent train`` (evaluation at the last step), wall-clock measured around it.
+3. Prints the final evaluation's goal-conditioning metrics (:mod:`navintent.evaluation.goal_metrics`: distance-head
+   Spearman and MAE, goal and goal-mask sensitivity with their displacements) and ADE with the reference / prior
+   mean, as a Markdown row, and writes ``DIR/result.json``.
+
+The README's "Goal conditioning" table rows come from this recipe and its variants (each row's changes are named
+there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from navintent.cli import main as cli_main
+from navintent.sim.config import SceneConfig, SimConfig
+from navintent.sim.recorder import record_dataset
+
+# The README's third row: the demo's sizes at 32 px, waypoint spacing 4, vision trained at 1/20 of the LR,
+# alpha 1e-3 (the distance loss weight at which both the distance head and the goal path learn), context 1.
+RECIPE: dict[str, dict[str, Any]] = {
+    "model": {"image_size": [32, 32], "context_size": 1},
+    "train": {"waypoint_spacing": 4, "vision_lr_scale": 0.05, "alpha": 1.0e-3},
+}
+METRICS = (
+    "eval/dist_spearman",
+    "eval/dist_mae",
+    "eval/goal_sensitivity",
+    "eval/goal_mask_sensitivity",
+    "eval/goal_displacement_m",
+    "eval/noise_displacement_m",
+    "eval/ade_ref_gm",
+    "eval/ade_prior_gm",
+)
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["train.alpha=1e-3", ...]`` -> ``{"train": {"alpha": 0.001}}`` (values parsed as YAML). Raises
+    ``ValueError`` for an item without ``section.key=value``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not section or not name:
+            raise ValueError(f"--set expects section.key=value, got {item!r}")
+        out.setdefault(section, {})[name] = yaml.safe_load(value)
+    return out
+
+
+def final_metrics(csv_path: Path) -> dict[str, float]:
+    """The newest value of every metric in a run's ``metrics.csv``."""
+    last: dict[str, tuple[int, float]] = {}
+    with csv_path.open() as f:
+        for row in csv.DictReader(f):
+            step = int(row["step"])
+            if row["name"] not in last or step >= last[row["name"]][0]:
+                last[row["name"]] = (step, float(row["value"]))
+    return {k: v for k, (_, v) in last.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="work folder: data, run, result.json")
+    p.add_argument("--preset", choices=("tiny", "demo", "nomad"), default="demo")
+    p.add_argument("--steps", type=int, default=700, help="training steps (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="default %(default)s")
+    p.add_argument(
+        "--lr", type=float, default=2e-3, help="default %(default)s (the vision part: x vision_lr_scale)"
+    )
+    p.add_argument("--episodes", type=int, default=120, help="default %(default)s")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--start-yaw-spread", type=float, default=SceneConfig.start_yaw_spread, help="degrees")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.episodes < 2:
+        p.error(f"--steps must be >= 1 and --episodes >= 2, got {args.steps} and {args.episodes}")
+
+    data = args.out / "data"
+    if not (data / "data_config.yaml").exists():
+        sim = SimConfig(scene=SceneConfig(start_yaw_spread=args.start_yaw_spread))
+        record_dataset(data, args.episodes, args.data_seed, config=sim)
+    recipe = {k: dict(v) for k, v in RECIPE.items()}
+    for section, values in parse_sets(args.sets).items():
+        recipe.setdefault(section, {}).update(values)
+    config = args.out / "recipe.yaml"
+    config.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    run = args.out / "run"
+    argv_train = [
+        "train", "--data-dir", str(data), "--preset", args.preset, "--config", str(config), "--out", str(run),
+        "--batch-size", str(args.batch_size), "--max-steps", str(args.steps), "--epochs", "1000",
+        "--eval-every", str(args.steps), "--checkpoint-every", str(args.steps), "--num-workers", "0",
+        "--seed", "0", "--device", "cpu", "--lr", str(args.lr), "--no-progress",
+    ]  # fmt: skip
+    print("$ navintent " + " ".join(argv_train), flush=True)
+    start = time.perf_counter()
+    status = cli_main(argv_train)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"navintent train exited with {status}")
+    final = final_metrics(run / "metrics.csv")
+    missing = [k for k in METRICS if k not in final]
+    if missing:
+        raise RuntimeError(f"{run / 'metrics.csv'} has no {missing}: the last step was not evaluated")
+    result = {"preset": args.preset, "steps": args.steps, "seconds": seconds, "recipe": recipe,
+              "start_yaw_spread": args.start_yaw_spread, **{k: final[k] for k in METRICS}}  # fmt: skip
+    (args.out / "result.json").write_text(json.dumps(result, indent=2))
+    print(
+        "\n| preset | steps | train s | distance Spearman | distance MAE (steps) | goal sensitivity "
+        "| goal-mask sensitivity | ADE ref / prior (m) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    print(
+        f"| {args.preset} | {args.steps} | {seconds:.0f} | {final['eval/dist_spearman']:.2f} | "
+        f"{final['eval/dist_mae']:.2f} | {final['eval/goal_sensitivity']:.3f} "
+        f"({final['eval/goal_displacement_m']:.3f} m / {final['eval/noise_displacement_m']:.3f} m) | "
+        f"{final['eval/goal_mask_sensitivity']:.3f} | "
+        f"{final['eval/ade_ref_gm']:.3f} / {final['eval/ade_prior_gm']:.3f} |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,7 +19,6 @@ there).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import yaml
 from navintent.cli import main as cli_main
 from navintent.sim.config import SceneConfig, SimConfig
 from navintent.sim.recorder import record_dataset
+from navintent.train import final_metrics
 
 # The README's third row: the demo's sizes at 32 px, waypoint spacing 4, vision trained at 1/20 of the LR,
 # alpha 1e-3 (the distance loss weight at which both the distance head and the goal path learn), context 1.
@@ -60,17 +60,6 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
             raise ValueError(f"--set expects section.key=value, got {item!r}")
         out.setdefault(section, {})[name] = yaml.safe_load(value)
     return out
-
-
-def final_metrics(csv_path: Path) -> dict[str, float]:
-    """The newest value of every metric in a run's ``metrics.csv``."""
-    last: dict[str, tuple[int, float]] = {}
-    with csv_path.open() as f:
-        for row in csv.DictReader(f):
-            step = int(row["step"])
-            if row["name"] not in last or step >= last[row["name"]][0]:
-                last[row["name"]] = (step, float(row["value"]))
-    return {k: v for k, (_, v) in last.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,9 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     ):
         assert section in report
     assert ev.markdown_table(summary).splitlines()[0] in report
+    final = metrics["train"]["final"]  # the goal-conditioning metrics of the last evaluation, in the report
+    assert f"distance head Spearman {final['eval/dist_spearman']:.2f}" in report
+    assert f"goal sensitivity {final['eval/goal_sensitivity']:.2f}" in report
     opt_summary = json.loads((out / "optimize" / "report.json").read_text())["summary"]
     adam_nll = opt_summary["adam"]["realism_eval_draws_mean"]["z2_nll"]
     assert f"| adam | {opt_summary['adam']['objective_eval_draws_mean']:.3f} |" in report

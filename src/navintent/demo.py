@@ -30,7 +30,6 @@ Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--q
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -121,17 +120,6 @@ def _cli(argv: list[str]) -> None:
         raise RuntimeError(f"`navintent {' '.join(argv)}` exited with status {rc}")
 
 
-def _final_train_metrics(csv_path: Path) -> dict[str, float]:
-    """The newest value of every metric name in the trainer's ``metrics.csv``."""
-    last: dict[str, tuple[int, float]] = {}
-    with csv_path.open() as f:
-        for row in csv.DictReader(f):
-            step = int(row["step"])
-            if row["name"] not in last or step >= last[row["name"]][0]:
-                last[row["name"]] = (step, float(row["value"]))
-    return {k: v for k, (_, v) in sorted(last.items())}
-
-
 def _check_held_out(data_dir: Path, seeds: list[int]) -> None:
     recorded = yaml.safe_load((data_dir / "sim_episodes.yaml").read_text())["episodes"]
     used = {int(e["scene_seed"]) for e in recorded.values()}
@@ -162,6 +150,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     from navintent.metric_scale import resolve_metric_scale
     from navintent.sim.config import CameraConfig, SimConfig
     from navintent.sim.recorder import record_dataset
+    from navintent.train import final_metrics
 
     t_start = time.perf_counter()
     stages: dict[str, float] = {}
@@ -196,7 +185,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
         argv += ["--lr", str(plan.train_lr)]
     _cli(argv)
     ckpt = run_dir / "latest.pt"
-    train_metrics = _final_train_metrics(run_dir / "metrics.csv")
+    train_metrics = final_metrics(run_dir / "metrics.csv")
     stages["train"] = time.perf_counter() - t0
 
     loaded = load_inference_model(ckpt)

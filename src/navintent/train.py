@@ -826,6 +826,18 @@ def evaluate_model(
     return result
 
 
+def final_metrics(csv_path: Path) -> dict[str, float]:
+    """The newest value of every metric name in a run's ``metrics.csv`` (columns ``step``, ``epoch``, ``name``,
+    ``value``, as :class:`Trainer` writes it), sorted by name."""
+    last: dict[str, tuple[int, float]] = {}
+    with Path(csv_path).open() as f:
+        for row in csv.DictReader(f):
+            step = int(row["step"])
+            if row["name"] not in last or step >= last[row["name"]][0]:
+                last[row["name"]] = (step, float(row["value"]))
+    return {k: v for k, (_, v) in sorted(last.items())}
+
+
 def save_trajectory_figure(rows: dict[str, Any], path: Path, context_size: int, max_rows: int) -> None:
     """Current observation (left) beside the sampled trajectories, top-down in the robot frame (right):
     ground truth black, samples per condition coloured (goal masked)."""

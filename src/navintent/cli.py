@@ -2,7 +2,9 @@
 
 A command module exposes ``register(subparsers)``, which adds its sub-parser and sets
 ``func=<callable(args) -> int>`` as the parser default. Modules are imported lazily, only for the
-command being run, so ``navintent check-data`` never imports MuJoCo or the models.
+command being run, so ``navintent check-data`` imports neither MuJoCo nor the models, steering or evaluation (it
+does import torch: the data pipeline yields tensors); ``navintent --help`` imports every command module to list
+them. ``tests/test_cli_imports.py`` checks the first claim.
 
 Errors (decision): bad input is reported as ``navintent <command>: error: <message>`` on stderr with exit status
 2 (argparse's status for usage errors), never as a traceback. "Bad input" is exactly the project's input-error

@@ -62,6 +62,21 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def check_recorded(path: Path, episodes: int, seed: int, start_yaw_spread: float) -> None:
+    """Refuse to reuse ``DIR/data`` recorded with other settings than asked (``sim_episodes.yaml`` records the
+    seed, the episodes and the SimConfig; data recorded before ``start_yaw_spread`` existed drew exactly the
+    default's scenes). Raises ``ValueError`` naming the file and the differing values."""
+    recorded = yaml.safe_load(path.read_text())
+    spread = recorded["config"]["scene"].get("start_yaw_spread", SceneConfig.start_yaw_spread)
+    have = (len(recorded["episodes"]), int(recorded["seed"]), float(spread))
+    want = (episodes, seed, float(start_yaw_spread))
+    if have != want:
+        raise ValueError(
+            f"{path}: recorded with (episodes, seed, start_yaw_spread) = {have}, asked {want}; "
+            "use another --out or matching arguments"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="work folder: data, run, result.json")
@@ -80,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps must be >= 1 and --episodes >= 2, got {args.steps} and {args.episodes}")
 
     data = args.out / "data"
-    if not (data / "data_config.yaml").exists():
+    if (data / "sim_episodes.yaml").exists():
+        check_recorded(data / "sim_episodes.yaml", args.episodes, args.data_seed, args.start_yaw_spread)
+    else:
         sim = SimConfig(scene=SceneConfig(start_yaw_spread=args.start_yaw_spread))
         record_dataset(data, args.episodes, args.data_seed, config=sim)
     recipe = {k: dict(v) for k, v in RECIPE.items()}

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from diffusers import DDPMScheduler
 from scipy.stats import spearmanr
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
@@ -80,7 +81,7 @@ def goal_metrics(
     device: torch.device,
     observations: int = 64,
     seed: int = 0,
-    scheduler=None,
+    scheduler: DDPMScheduler | None = None,
 ) -> GoalMetrics:
     """Distance-head and goal-sensitivity metrics of ``model`` (eval mode) on ``observations`` samples of
     ``dataset`` (module docstring). Deterministic given ``seed`` and the dataset's goal seed.
@@ -105,7 +106,7 @@ def goal_metrics(
     bsz = obs.shape[0]
     visible = torch.zeros(bsz, dtype=torch.long, device=device)
 
-    cond, tokens = model.encode(obs, goal, visible, return_tokens=True)
+    cond = model.encode(obs, goal, visible)
     predicted = model.predict_distance(cond).squeeze(-1).cpu().double().numpy()
     truth = batch["distance"].double().numpy()
     positive = ~(batch["goal_is_negative"].numpy() > 0.5)
@@ -120,23 +121,19 @@ def goal_metrics(
     scale = batch["metric_scale"].to(device=device, dtype=torch.float32)[:, None, None]
     gen = torch.Generator(device=device)
 
-    def plan(cond_: Tensor, tokens_: Tensor, goal_mask: Tensor, noise_seed: int) -> Tensor:
+    def plan(condition: Tensor, noise_seed: int) -> Tensor:
+        """No latent (NoMaD's own sampling) from ``condition [B, E]`` -> waypoints ``[B, T, 2]`` in metres."""
         gen.manual_seed(noise_seed)
-        x, _ = model.sample_from_tokens(
-            cond_, tokens_, goal_mask, mode="none", num_samples=1, scheduler=scheduler, generator=gen
-        )
+        x = model.sample_from_condition(condition, num_samples=1, scheduler=scheduler, generator=gen)
         return normalized_deltas_to_waypoints(x[:, 0], mc.action_min, mc.action_max)[..., :2] * scale
 
     if bsz < 2:
         nan = float("nan")
         return GoalMetrics(rho, mae, nan, nan, nan, nan, nan, n_pos, bsz)
-    base = plan(cond, tokens, visible, seed)
-    other_noise = plan(cond, tokens, visible, seed + 1)
-    swapped_cond, swapped_tokens = model.encode(obs, goal.roll(-1, dims=0), visible, return_tokens=True)
-    swapped = plan(swapped_cond, swapped_tokens, visible, seed)
-    masked_flag = torch.ones_like(visible)
-    masked_cond, masked_tokens = model.encode(obs, goal, masked_flag, return_tokens=True)
-    masked = plan(masked_cond, masked_tokens, masked_flag, seed)
+    base = plan(cond, seed)
+    other_noise = plan(cond, seed + 1)
+    swapped = plan(model.encode(obs, goal.roll(-1, dims=0), visible), seed)
+    masked = plan(model.encode(obs, goal, torch.ones_like(visible)), seed)
 
     noise_d = float(_mean_distance(base, other_noise).mean())
     goal_d = float(_mean_distance(base, swapped).mean())

@@ -62,17 +62,21 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_recorded(path: Path, episodes: int, seed: int, start_yaw_spread: float) -> None:
+def check_recorded(
+    path: Path, episodes: int, seed: int, start_yaw_spread: float, goals_per_start: int
+) -> None:
     """Refuse to reuse ``DIR/data`` recorded with other settings than asked (``sim_episodes.yaml`` records the
-    seed, the episodes and the SimConfig; data recorded before ``start_yaw_spread`` existed drew exactly the
-    default's scenes). Raises ``ValueError`` naming the file and the differing values."""
+    seed, the episodes, ``goals_per_start`` and the SimConfig; data recorded before ``start_yaw_spread`` or
+    ``goals_per_start`` existed drew exactly the defaults' scenes). Raises ``ValueError`` naming the file and the
+    differing values."""
     recorded = yaml.safe_load(path.read_text())
     spread = recorded["config"]["scene"].get("start_yaw_spread", SceneConfig.start_yaw_spread)
-    have = (len(recorded["episodes"]), int(recorded["seed"]), float(spread))
-    want = (episodes, seed, float(start_yaw_spread))
+    goals = int(recorded.get("goals_per_start", 1))
+    have = (len(recorded["episodes"]), int(recorded["seed"]), float(spread), goals)
+    want = (episodes, seed, float(start_yaw_spread), goals_per_start)
     if have != want:
         raise ValueError(
-            f"{path}: recorded with (episodes, seed, start_yaw_spread) = {have}, asked {want}; "
+            f"{path}: recorded with (episodes, seed, start_yaw_spread, goals_per_start) = {have}, asked {want}; "
             "use another --out or matching arguments"
         )
 
@@ -89,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=120, help="default %(default)s")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--start-yaw-spread", type=float, default=SceneConfig.start_yaw_spread, help="degrees")
+    p.add_argument(
+        "--goals-per-start",
+        type=int,
+        default=1,
+        help="episodes per start pose, each to another goal (default 1)",
+    )
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = p.parse_args(argv)
     if args.steps < 1 or args.episodes < 2:
@@ -96,10 +106,16 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.out / "data"
     if (data / "sim_episodes.yaml").exists():
-        check_recorded(data / "sim_episodes.yaml", args.episodes, args.data_seed, args.start_yaw_spread)
+        check_recorded(
+            data / "sim_episodes.yaml",
+            args.episodes,
+            args.data_seed,
+            args.start_yaw_spread,
+            args.goals_per_start,
+        )
     else:
         sim = SimConfig(scene=SceneConfig(start_yaw_spread=args.start_yaw_spread))
-        record_dataset(data, args.episodes, args.data_seed, config=sim)
+        record_dataset(data, args.episodes, args.data_seed, config=sim, goals_per_start=args.goals_per_start)
     recipe = {k: dict(v) for k, v in RECIPE.items()}
     for section, values in parse_sets(args.sets).items():
         recipe.setdefault(section, {}).update(values)

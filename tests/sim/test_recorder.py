@@ -120,3 +120,43 @@ def test_recorded_episode_replays_from_its_scene_seed(recorded):
         t = len(poses) // 2
         # pedestrians move while the robot holds its step-t pose, so a 1-step prediction IS the recorded step t+1
         np.testing.assert_array_equal(predict_agents_at(scene, poses[: t + 1], 1)[0], traj["agents"][t + 1])
+
+
+def test_goals_per_start_shares_the_start_and_splits_whole_groups(tmp_path):
+    """Two goals per start: same room and start pose, first headings >= 60 deg apart, each group on one side of
+    the split, every branch replays from what sim_episodes.yaml records."""
+    from navintent.sim import SimConfig, generate_scene
+    from navintent.sim.scene import branch_scene, start_heading
+
+    out = tmp_path / "groups"
+    args = ["--out", str(out), "--episodes", "6", "--seed", "2", "--image-size", "32", "32"]
+    assert main(["make-data", *args, "--goals-per-start", "2", "--train-frac", "0.5"]) == 0
+    meta = yaml.safe_load((out / "sim_episodes.yaml").read_text())
+    assert meta["goals_per_start"] == 2
+    config = SimConfig.from_dict(meta["config"])
+    data = _read(out)
+    assert list(data) == [f"ep{i:05d}" for i in range(6)]
+    headings = {}
+    for name, (traj, _) in data.items():
+        m = meta["episodes"][name]
+        assert m["start_group"] == int(name[2:]) // 2 and m["branch"] == int(name[2:]) % 2
+        room = generate_scene(m["start_scene_seed"], config)
+        scene = room if m["branch"] == 0 else branch_scene(room, m["scene_seed"], tuple(m["avoid_headings"]))
+        np.testing.assert_array_equal(scene.path[0], traj["position"][0])
+        np.testing.assert_array_equal(scene.path[-1], scene.goal[:2])
+        assert traj["yaw"][0] == room.start[2]
+        headings.setdefault(m["start_group"], []).append((start_heading(scene.path), traj["position"][-1]))
+    for (h0, end0), (h1, end1) in headings.values():
+        assert abs(np.degrees(np.angle(np.exp(1j * (h1 - h0))))) >= 60.0
+        assert np.linalg.norm(end1 - end0) > 0.5
+    for split in ("train", "test"):
+        names = (out / "splits" / NAME / split / "traj_names.txt").read_text().split()
+        groups = [meta["episodes"][n]["start_group"] for n in names]
+        assert len(names) == 2 * len(set(groups))  # whole groups only
+
+
+def test_goals_per_start_must_divide_the_episodes(tmp_path):
+    from navintent.sim.recorder import record_dataset
+
+    with pytest.raises(ValueError, match="divide episodes=5, got 2"):
+        record_dataset(tmp_path / "bad", 5, 0, goals_per_start=2, progress=False)

@@ -23,6 +23,7 @@ def _make_data(args: argparse.Namespace) -> int:
         train_frac=args.train_frac,
         max_steps=args.max_steps,
         workers=args.workers,
+        goals_per_start=args.goals_per_start,
     )
     print(
         f"wrote {summary['episodes']} episodes ({summary['frames']} frames, {summary['with_crossing']} with a "
@@ -63,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-steps", type=int_at_least(1), default=400, help="step limit of an expert episode (default 400)"
     )
     p.add_argument("--workers", type=int_at_least(1), default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--goals-per-start",
+        type=int_at_least(1),
+        default=1,
+        help="record episodes in groups of this many from one start pose to different goals, so only the goal "
+        "image tells the futures apart (must divide --episodes; default 1)",
+    )
     p.add_argument(
         "--config", help="SimConfig YAML (see navintent.sim.config); --image-size overrides its camera"
     )

@@ -18,16 +18,19 @@ Layout written under ``out_dir``::
     sim_episodes.yaml                              per episode: scene seed, steps, pedestrians, crossing flags
 
 Only successful expert episodes are written (goal reached, no collision): the dataset is a set of
-demonstrations. A failed episode is redrawn with the next scene seed of that episode (``attempt`` + 1).
+demonstrations. With ``goals_per_start`` > 1 episodes come in groups sharing one room and start pose, each to
+another goal (see :func:`record_start_group`). A failed episode is redrawn with the next scene seed of that episode (``attempt`` + 1).
 Scene seeds derive from ``(seed, episode, attempt)`` with ``numpy.random.SeedSequence``, so the output is a
 pure function of the arguments (identical bytes for identical arguments on the same machine).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import multiprocessing
 import pickle
+import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +43,8 @@ from tqdm import tqdm
 from navintent.sim.config import SimConfig
 from navintent.sim.planner import resample_path
 from navintent.sim.render import SceneRenderer
-from navintent.sim.rollout import run_expert
-from navintent.sim.scene import generate_scene
+from navintent.sim.rollout import RolloutResult, run_expert
+from navintent.sim.scene import Scene, branch_scene, generate_scene, start_heading
 
 MAX_ATTEMPTS = 10
 
@@ -61,6 +64,8 @@ class EpisodeRecord:
     traj_data: dict[str, np.ndarray]
     attempts: int
     crossing: list[bool]
+    start_scene_seed: int | None = None  # branches of a start group: generate_scene seed of the group's room
+    avoid_headings: tuple[float, ...] = ()  # branches: the earlier branches' start headings (rad)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
@@ -69,39 +74,92 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+def _render_episode(name: str, scene: Scene, result: RolloutResult, attempts: int) -> EpisodeRecord:
+    """Render every frame of a successful expert run and pack what the dataset stores."""
+    with SceneRenderer(scene) as renderer:
+        images = [renderer.render(p, a) for p, a in zip(result.poses, result.agents, strict=True)]
+    robot = scene.config.robot
+    traj_data = {
+        "position": result.poses[:, :2].copy(),
+        "yaw": result.poses[:, 2].copy(),
+        "ref_traj": resample_path(scene.path, len(result.poses), robot.max_v * robot.dt),
+        "agents": result.agents.copy(),
+    }
+    return EpisodeRecord(
+        name=name,
+        scene_seed=scene.seed,
+        jpegs=[encode_jpeg(im) for im in images],
+        traj_data=traj_data,
+        attempts=attempts,
+        crossing=[bool(c) for c in scene.crossing],
+    )
+
+
 def record_episode(seed: int, episode: int, config: SimConfig, max_steps: int) -> EpisodeRecord:
     """Draw scenes for ``episode`` until the expert succeeds (at most ``MAX_ATTEMPTS``), rendering every frame."""
     for attempt in range(MAX_ATTEMPTS):
-        s = scene_seed(seed, episode, attempt)
-        scene = generate_scene(s, config)
+        scene = generate_scene(scene_seed(seed, episode, attempt), config)
         result = run_expert(scene, max_steps)  # cheap check first: render only successful episodes
-        if not result.metrics.success:
-            continue
-        with SceneRenderer(scene) as renderer:
-            images = [renderer.render(p, a) for p, a in zip(result.poses, result.agents, strict=True)]
-        robot = config.robot
-        n = len(result.poses)
-        traj_data = {
-            "position": result.poses[:, :2].copy(),
-            "yaw": result.poses[:, 2].copy(),
-            "ref_traj": resample_path(scene.path, n, robot.max_v * robot.dt),
-            "agents": result.agents.copy(),
-        }
-        return EpisodeRecord(
-            name=f"ep{episode:05d}",
-            scene_seed=s,
-            jpegs=[encode_jpeg(im) for im in images],
-            traj_data=traj_data,
-            attempts=attempt + 1,
-            crossing=[bool(c) for c in scene.crossing],
-        )
+        if result.metrics.success:
+            return _render_episode(f"ep{episode:05d}", scene, result, attempt + 1)
     raise RuntimeError(
         f"episode {episode} of seed {seed}: the expert failed in {MAX_ATTEMPTS} scenes in a row"
     )
 
 
-def _record_star(args: tuple) -> EpisodeRecord:
-    return record_episode(*args)
+def record_start_group(
+    seed: int, group: int, config: SimConfig, max_steps: int, goals: int
+) -> list[EpisodeRecord]:
+    """``goals`` episodes from ONE start pose in one room, each to another goal (:func:`branch_scene`).
+
+    Episode names are ``ep{group * goals + branch:05d}``; ``goals == 1`` is exactly :func:`record_episode`.
+    The base scene is drawn as :func:`record_episode` draws it; branch ``b``'s ``k``-th draw uses seed
+    ``SeedSequence([seed, group, attempt, b, k])`` and its first heading must differ by >= 60 degrees from the
+    earlier branches'. If a branch fails ``MAX_ATTEMPTS`` times (no such goal, or the expert fails), the whole
+    group is redrawn with the next base scene (``attempt`` + 1; at most ``MAX_ATTEMPTS``). Replay: branch 0 is
+    ``generate_scene(start_scene_seed)``, branch ``b > 0`` is ``branch_scene(generate_scene(start_scene_seed),
+    scene_seed, avoid_headings)`` (all three recorded per episode in ``sim_episodes.yaml``).
+    """
+    if goals == 1:
+        return [record_episode(seed, group, config, max_steps)]
+    for attempt in range(MAX_ATTEMPTS):
+        base = generate_scene(scene_seed(seed, group, attempt), config)
+        result = run_expert(base, max_steps)
+        if not result.metrics.success:
+            continue
+        runs = [(base, result, 1)]
+        headings = [start_heading(base.path)]
+        for branch in range(1, goals):
+            for k in range(MAX_ATTEMPTS):
+                branch_seed = int(
+                    np.random.SeedSequence([int(seed), int(group), attempt, branch, k]).generate_state(1)[0]
+                )
+                scene = branch_scene(base, branch_seed, tuple(headings))
+                if scene is None:
+                    continue
+                result = run_expert(scene, max_steps)
+                if result.metrics.success:
+                    runs.append((scene, result, k + 1))
+                    headings.append(start_heading(scene.path))
+                    break
+            else:
+                break  # this start has no further reachable goal in a new direction: redraw the group
+        if len(runs) == goals:
+            return [
+                dataclasses.replace(
+                    _render_episode(f"ep{group * goals + b:05d}", scene, result, tries),
+                    start_scene_seed=base.seed,
+                    avoid_headings=tuple(headings[:b]),
+                )
+                for b, (scene, result, tries) in enumerate(runs)
+            ]
+    raise RuntimeError(
+        f"start group {group} of seed {seed}: no start with {goals} reachable goals in {MAX_ATTEMPTS} rooms"
+    )
+
+
+def _record_star(args: tuple) -> list[EpisodeRecord]:
+    return record_start_group(*args)
 
 
 def _write_episode(folder: Path, record: EpisodeRecord) -> None:
@@ -123,43 +181,63 @@ def record_dataset(
     max_steps: int = 400,
     workers: int = 1,
     progress: bool = True,
+    goals_per_start: int = 1,
 ) -> dict:
     """Write ``episodes`` expert episodes (layout in the module docstring); returns the summary dict.
 
     Refuses to write into an existing non-empty ``out_dir/dataset_name``. ``workers > 1`` records episodes in a
     forked process pool (results are identical to ``workers=1``).
+
+    ``goals_per_start > 1`` records the episodes in groups of that many from one start pose in one room to
+    different goals (:func:`record_start_group`): the same first view with different futures, so a policy must
+    read its goal image to know where to go. ``episodes`` must then be a multiple of it, and the split keeps each
+    group on one side (held-out starts stay unseen); ``sim_episodes.yaml`` records ``start_group`` per episode.
+    Raises ``ValueError`` for a bad count.
     """
     from navintent.data.spacing import metres_per_frame
-    from navintent.data.split import split_dataset
+    from navintent.data.split import split_dataset, write_traj_names
 
     config = config or SimConfig()
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if goals_per_start < 1 or episodes % goals_per_start:
+        raise ValueError(
+            f"goals_per_start must be >= 1 and divide episodes={episodes}, got {goals_per_start}"
+        )
     out_dir = Path(out_dir)
     data_folder = out_dir / dataset_name
     if data_folder.exists() and any(data_folder.iterdir()):
         raise FileExistsError(f"{data_folder} exists and is not empty; choose another --out or remove it")
     data_folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, config, max_steps) for i in range(episodes)]
+    groups = episodes // goals_per_start
+    jobs = [(seed, g, config, max_steps, goals_per_start) for g in range(groups)]
     bar = tqdm(total=episodes, desc="recording episodes", unit="ep", disable=not progress, file=sys.stderr)
     meta, positions = {}, []
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     try:
-        records = pool.imap(_record_star, jobs) if pool else map(_record_star, jobs)
-        for record in records:
-            _write_episode(data_folder / record.name, record)
-            pos = record.traj_data["position"]
-            positions.append(pos)
-            meta[record.name] = {
-                "scene_seed": record.scene_seed,
-                "frames": len(pos),
-                "attempts": record.attempts,
-                "pedestrians": len(record.crossing),
-                "crossing": record.crossing,
-            }
-            bar.update(1)
+        group_records = pool.imap(_record_star, jobs) if pool else map(_record_star, jobs)
+        for group, records in enumerate(group_records):
+            for branch, record in enumerate(records):
+                _write_episode(data_folder / record.name, record)
+                pos = record.traj_data["position"]
+                positions.append(pos)
+                meta[record.name] = {
+                    "scene_seed": record.scene_seed,
+                    "frames": len(pos),
+                    "attempts": record.attempts,
+                    "pedestrians": len(record.crossing),
+                    "crossing": record.crossing,
+                }
+                if (
+                    goals_per_start > 1
+                ):  # replay: branch_scene(generate_scene(start_scene_seed), scene_seed, avoid)
+                    meta[record.name]["start_group"] = group
+                    meta[record.name]["branch"] = branch
+                    meta[record.name]["start_scene_seed"] = record.start_scene_seed
+                    meta[record.name]["avoid_headings"] = list(record.avoid_headings)
+                bar.update(1)
     finally:
         bar.close()
         if pool is not None:
@@ -169,9 +247,19 @@ def record_dataset(
     (out_dir / "data_config.yaml").write_text(
         yaml.safe_dump({dataset_name: {"metric_waypoint_spacing": float(spacing)}}, sort_keys=False)
     )
-    train, test = split_dataset(
-        data_folder, out_dir / "splits" / dataset_name, train_frac=train_frac, seed=seed
-    )
+    split_dir = out_dir / "splits" / dataset_name
+    if goals_per_start == 1:
+        train, test = split_dataset(data_folder, split_dir, train_frac=train_frac, seed=seed)
+    else:
+        order = list(range(groups))
+        random.Random(seed).shuffle(order)
+        cut = int(train_frac * groups)
+        names = sorted(meta)
+        by_group = [names[g * goals_per_start : (g + 1) * goals_per_start] for g in range(groups)]
+        train = [n for g in order[:cut] for n in by_group[g]]
+        test = [n for g in order[cut:] for n in by_group[g]]
+        write_traj_names(split_dir / "train", train)
+        write_traj_names(split_dir / "test", test)
     summary = {
         "dataset": str(data_folder),
         "episodes": episodes,
@@ -183,6 +271,14 @@ def record_dataset(
         "redrawn": sum(m["attempts"] - 1 for m in meta.values()),
     }
     (out_dir / "sim_episodes.yaml").write_text(
-        yaml.safe_dump({"seed": int(seed), "config": config.to_dict(), "episodes": meta}, sort_keys=False)
+        yaml.safe_dump(
+            {
+                "seed": int(seed),
+                "goals_per_start": goals_per_start,
+                "config": config.to_dict(),
+                "episodes": meta,
+            },
+            sort_keys=False,
+        )
     )
     return summary

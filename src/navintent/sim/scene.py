@@ -19,6 +19,7 @@ pure function of its arguments, so a seed replays exactly. Generation (rejection
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -156,13 +157,69 @@ def _wander_route(rng, static, ped_radius, start_xy):
     return None
 
 
+def _draw_goal(
+    rng: np.random.Generator, static: StaticMap, start_xy: np.ndarray, config: SimConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Step 2 of the module docstring without the poses: ``(goal_xy, A* path)`` or None when the draw failed."""
+    sc = config.scene
+    goal_xy = None
+    for _ in range(100):
+        p = _free_point(rng, static, sc.start_clearance)
+        if (
+            p is not None
+            and sc.start_goal_distance[0] <= np.linalg.norm(p - start_xy) <= sc.start_goal_distance[1]
+        ):
+            goal_xy = p
+            break
+    if goal_xy is None:
+        return None
+    clearance = config.robot.radius + config.expert.inflation
+    path = plan_path(static, start_xy, goal_xy, clearance=clearance, resolution=sc.grid_resolution)
+    if path is None or path_arc_length(path)[-1] > 1.6 * np.linalg.norm(goal_xy - start_xy):
+        return None
+    return goal_xy, path
+
+
+def _goal_pose(static: StaticMap, path: np.ndarray) -> np.ndarray | None:
+    """Goal pose facing the path's last heading, or None when less than 1.2 m is free in front of it."""
+    goal = np.array([*path[-1], _heading(path[-2], path[-1])])
+    view_end = path[-1] + 1.2 * np.array([math.cos(goal[2]), math.sin(goal[2])])
+    if static.segment_clearance(path[-1], view_end) < 0.05:
+        return None
+    return goal
+
+
+def _draw_pedestrians(
+    rng: np.random.Generator, static: StaticMap, path: np.ndarray, start_xy: np.ndarray, config: SimConfig
+):
+    """Step 3 of the module docstring: ``(routes, speeds, colours, crossing flags)`` as lists."""
+    sc, ped_cfg = config.scene, config.pedestrians
+    n_ped = int(rng.integers(sc.n_pedestrians[0], sc.n_pedestrians[1] + 1))
+    routes, speeds, colors, crossing = [], [], [], []
+    for _ in range(n_ped):
+        speed = rng.uniform(*ped_cfg.speed_range)
+        route = None
+        is_crossing = rng.random() < sc.crossing_probability
+        if is_crossing:
+            route = _crossing_route(rng, static, path, ped_cfg.radius, speed, config.robot.max_v, start_xy)
+        if route is None:
+            is_crossing = False
+            route = _wander_route(rng, static, ped_cfg.radius, start_xy)
+        if route is None:
+            continue
+        routes.append(route)
+        speeds.append(speed)
+        colors.append(_color(rng, (0.3, 0.8), (0.3, 0.9)))
+        crossing.append(is_crossing)
+    return routes, speeds, colors, crossing
+
+
 def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
     """A scene from ``seed`` (same seed and config -> identical scene). Raises ``RuntimeError`` if 200 draws fail."""
     config = config or SimConfig()
-    sc, ped_cfg = config.scene, config.pedestrians
+    sc = config.scene
     rng = np.random.default_rng(int(seed))
     size = sc.room_size
-    clearance = config.robot.radius + config.expert.inflation
     for _attempt in range(200):
         count = int(rng.integers(sc.n_obstacles[0], sc.n_obstacles[1] + 1))
         boxes, box_h, box_c, cyls, cyl_h, cyl_c = _sample_obstacles(rng, size, count)
@@ -170,45 +227,16 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
         start_xy = _free_point(rng, static, sc.start_clearance)
         if start_xy is None:
             continue
-        goal_xy = None
-        for _ in range(100):
-            p = _free_point(rng, static, sc.start_clearance)
-            if (
-                p is not None
-                and sc.start_goal_distance[0] <= np.linalg.norm(p - start_xy) <= sc.start_goal_distance[1]
-            ):
-                goal_xy = p
-                break
-        if goal_xy is None:
+        route = _draw_goal(rng, static, start_xy, config)
+        if route is None:
             continue
-        path = plan_path(static, start_xy, goal_xy, clearance=clearance, resolution=sc.grid_resolution)
-        if path is None or path_arc_length(path)[-1] > 1.6 * np.linalg.norm(goal_xy - start_xy):
-            continue
+        goal_xy, path = route
         spread = math.radians(sc.start_yaw_spread)
         start = np.array([*start_xy, _heading(path[0], path[1]) + rng.uniform(-spread, spread)])
-        goal = np.array([*goal_xy, _heading(path[-2], path[-1])])
-        view_end = goal_xy + 1.2 * np.array([math.cos(goal[2]), math.sin(goal[2])])
-        if static.segment_clearance(goal_xy, view_end) < 0.05:
+        goal = _goal_pose(static, path)
+        if goal is None:
             continue  # the goal image would show nothing but a wall
-        n_ped = int(rng.integers(sc.n_pedestrians[0], sc.n_pedestrians[1] + 1))
-        routes, speeds, colors, crossing = [], [], [], []
-        for _ in range(n_ped):
-            speed = rng.uniform(*ped_cfg.speed_range)
-            route = None
-            is_crossing = rng.random() < sc.crossing_probability
-            if is_crossing:
-                route = _crossing_route(
-                    rng, static, path, ped_cfg.radius, speed, config.robot.max_v, start_xy
-                )
-            if route is None:
-                is_crossing = False
-                route = _wander_route(rng, static, ped_cfg.radius, start_xy)
-            if route is None:
-                continue
-            routes.append(route)
-            speeds.append(speed)
-            colors.append(_color(rng, (0.3, 0.8), (0.3, 0.9)))
-            crossing.append(is_crossing)
+        routes, speeds, colors, crossing = _draw_pedestrians(rng, static, path, start_xy, config)
         return Scene(
             seed=int(seed),
             config=config,
@@ -227,6 +255,51 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
             crossing=np.array(crossing, dtype=bool),
         )
     raise RuntimeError(f"could not generate a feasible scene for seed {seed} with {sc}")
+
+
+def start_heading(path: np.ndarray, ahead: float = 0.5) -> float:
+    """Heading (rad) from the path's first point to its point ``ahead`` m along it: where the robot must turn first."""
+    point = point_at_arc_length(path, np.array([min(ahead, path_arc_length(path)[-1])]))[0]
+    return _heading(path[0], point)
+
+
+def branch_scene(
+    scene: Scene, seed: int, avoid_headings: tuple[float, ...] = (), min_heading_gap_deg: float = 60.0
+) -> Scene | None:
+    """The same room, obstacles, colours and start pose as ``scene`` with another goal (and new pedestrians).
+
+    Several goals per start give the same first view different futures, so only the goal image tells them
+    apart (:func:`navintent.sim.recorder.record_dataset`'s ``goals_per_start``). The new path's
+    :func:`start_heading` must differ by at least ``min_heading_gap_deg`` from every heading in
+    ``avoid_headings`` (rad). Draws from ``numpy.random.default_rng(seed)``: 50 tries, then ``None``.
+    """
+    config = scene.config
+    rng = np.random.default_rng(int(seed))
+    start_xy = scene.start[:2]
+    gap = math.radians(min_heading_gap_deg)
+    for _ in range(50):
+        route = _draw_goal(rng, scene.static, start_xy, config)
+        if route is None:
+            continue
+        _, path = route
+        heading = start_heading(path)
+        if any(abs(math.remainder(heading - h, 2 * math.pi)) < gap for h in avoid_headings):
+            continue
+        goal = _goal_pose(scene.static, path)
+        if goal is None:
+            continue
+        routes, speeds, colors, crossing = _draw_pedestrians(rng, scene.static, path, start_xy, config)
+        return dataclasses.replace(
+            scene,
+            seed=int(seed),
+            goal=goal,
+            path=path,
+            routes=tuple(routes),
+            speeds=np.array(speeds),
+            pedestrian_colors=np.array(colors).reshape(-1, 4),
+            crossing=np.array(crossing, dtype=bool),
+        )
+    return None
 
 
 def _rgba(c: np.ndarray) -> str:

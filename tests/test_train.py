@@ -4,6 +4,7 @@ import argparse
 import math
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,19 +12,23 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
+import navintent
+import navintent.training
 from navintent.checkpoint import read_checkpoint
 from navintent.cli import main
+from navintent.commands.train import add_train_arguments
 from navintent.config import TrainConfig, TwoStageTrainingConfig, preset_training_config
 from navintent.data import write_traj_names
 from navintent.data.synthetic import write_synthetic_dataset
-from navintent.train import (
+from navintent.training import (
     GaussianFit,
     NonFiniteLossError,
     Trainer,
-    add_train_arguments,
     apply_freeze,
+    final_metrics,
     init_distributed,
     lr_factor,
+    training_config,
 )
 
 # The tiny preset at the smallest image size the model accepts: the two EfficientNets dominate CPU time.
@@ -297,3 +302,47 @@ def test_train_flags_take_both_spellings():
     hyphen = parser.parse_args(["--data-dir", "D", "--batch-size", "4", "--max-steps", "7", "--no-progress"])
     assert vars(under) == vars(hyphen)
     assert (hyphen.data_dir, hyphen.batch_size, hyphen.max_steps, hyphen.no_progress) == ("D", 4, 7, True)
+
+
+# --------------------------------------------------------------------------------------------------
+def test_the_typed_train_call_returns_what_the_run_wrote(tmp_path, monkeypatch):
+    """``navintent.train(...)``: the result names the run's newest checkpoint and holds exactly the metrics the
+    run's metrics.csv ends with, also after a resume; the old module forwards with a deprecation warning."""
+    monkeypatch.setenv("NAVINTENT_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    write_synthetic_dataset(
+        data / "synth", num_trajectories=3, length=14, split_folder=data / "splits" / "synth" / "train"
+    )
+    write_traj_names(data / "splits" / "synth" / "train", ["traj_000", "traj_001"])
+    write_traj_names(data / "splits" / "synth" / "test", ["traj_002"])
+    (data / "data_config.yaml").write_text("synth:\n  metric_waypoint_spacing: 0.25\n")
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text("model:\n  image_size: [32, 32]\n")
+    notes: list[str] = []
+    overrides = {"batch_size": 2, "max_steps": 2, "eval_every": 2, "checkpoint_every": 1}
+    config = training_config("tiny", config_file, train=overrides, notes=notes)
+    assert any(line.startswith(f"note: {config_file}: the config's model sizes override") for line in notes)
+
+    run = tmp_path / "run"
+    result = navintent.train(config, run, data_dir=data, device="cpu", progress=False, notes=notes)
+    assert (result.out_dir, result.step, result.epoch, result.rank) == (run, 2, 0, 0)
+    assert result.checkpoint == run / "latest.pt" and result.checkpoint.is_file()
+    assert result.metrics == final_metrics(run / "metrics.csv")
+    assert "train/loss" in result.metrics and "eval/ade_ref_gm" in result.metrics
+    assert result.describe() == f"done: 2 steps; newest checkpoint {run / 'latest.pt'}"
+    assert result.seconds > 0 and result.packaged is None
+
+    # no evaluation at step 3 (an epoch end): the eval/* values are the ones read back at the resume
+    more = config.replace(train=config.train.replace(max_steps=3, eval_freq=100))
+    resumed = navintent.training.train(more, run, data_dir=data, device="cpu", progress=False, resume=True)
+    assert resumed.step == 3 and resumed.metrics == final_metrics(run / "metrics.csv")
+    assert resumed.metrics["eval/ade_ref_gm"] == result.metrics["eval/ade_ref_gm"]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from navintent.train import evaluate_model
+    assert evaluate_model is navintent.training.evaluate_model
+    assert [str(w.message).split(";")[0] for w in caught] == [
+        "navintent.train.evaluate_model moved to navintent.training.evaluate_model"
+    ]
+    assert callable(navintent.train)  # the package attribute is now the (callable) old module

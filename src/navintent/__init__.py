@@ -1,13 +1,21 @@
 """navintent: steer and stress-test NoMaD diffusion navigation policies with a two-stage latent intent.
 
-``import navintent`` stays light (no torch import); :func:`load_policy` imports the checkpoint code on first use.
+``import navintent`` stays light (no torch import): :func:`load_policy` imports the checkpoint code on first use,
+and ``navintent.train`` (:func:`navintent.training.train`, the typed training call) is looked up on first access.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers only; at run time __getattr__ below imports it on first access
+    from navintent.training import train
 
 __version__ = "0.1.0"
+
+# attribute -> (module, name) imported on first access, so ``import navintent`` does not import torch
+_LAZY: dict[str, tuple[str, str]] = {"train": ("navintent.training", "train")}
 
 
 def load_policy(path: Any, config: Any = None, trust_checkpoint: bool = False, **kwargs: Any) -> Any:
@@ -18,4 +26,11 @@ def load_policy(path: Any, config: Any = None, trust_checkpoint: bool = False, *
     return _load_policy(path, config=config, trust_checkpoint=trust_checkpoint, **kwargs)
 
 
-__all__ = ["__version__", "load_policy"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'navintent' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "load_policy", "train"]

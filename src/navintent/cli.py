@@ -31,7 +31,7 @@ from collections.abc import Callable
 COMMANDS: dict[str, str] = {
     "check-data": "navintent.data.cli",
     "split": "navintent.data.cli",
-    "train": "navintent.train",
+    "train": "navintent.commands.train",
     "make-data": "navintent.sim.cli",
     "sample": "navintent.sample",
     "optimize-z2": "navintent.commands.optimize_z2",

@@ -15,7 +15,7 @@ from navintent.data.sources import (
 from navintent.data.split import write_traj_names
 from navintent.data.synthetic import write_synthetic_dataset
 from navintent.metric_scale import TrainingScale
-from navintent.train import training_sources
+from navintent.training import training_sources
 
 
 def _config(tmp_path):

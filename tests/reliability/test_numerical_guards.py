@@ -33,7 +33,7 @@ from navintent.steering import (
     Z2OptimConfig,
     optimize_adam,
 )
-from navintent.train import NonFiniteLossError, Trainer
+from navintent.training import NonFiniteLossError, Trainer
 
 TINY = preset_training_config("tiny")
 TINY = TINY.replace(model=TINY.model.replace(image_size=(32, 32)))

@@ -7,7 +7,8 @@
    ``--data-seed``; ``--start-yaw-spread`` sets :class:`navintent.sim.config.SceneConfig`'s ``start_yaw_spread``)
    into ``DIR/data`` unless it is already there.
 2. Trains ``--preset`` with the recipe (:data:`RECIPE` plus ``--set section.key=value``) for ``--steps`` steps with
-   ``navintent train`` (evaluation at the last step), wall-clock measured around it.
+   :func:`navintent.training.train` (as ``navintent train``; evaluation at the last step), wall-clock measured
+   around it.
 3. Prints the final evaluation's goal-conditioning metrics (:mod:`navintent.evaluation.goal_metrics`: distance-head
    Spearman and MAE, goal and goal-mask sensitivity with their displacements) and ADE with the reference / prior
    mean, as a Markdown row, and writes ``DIR/result.json``.
@@ -20,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from navintent.cli import main as cli_main
 from navintent.sim.config import SceneConfig, SimConfig
 from navintent.sim.recorder import record_dataset
-from navintent.train import final_metrics
+from navintent.training import train, training_config
 
 # The README's third row: the demo's sizes at 32 px, waypoint spacing 4, vision trained at 1/20 of the LR,
 # alpha 1e-3 (the distance loss weight at which both the distance head and the goal path learn), context 1.
@@ -122,19 +121,27 @@ def main(argv: list[str] | None = None) -> int:
     config = args.out / "recipe.yaml"
     config.write_text(yaml.safe_dump(recipe, sort_keys=False))
     run = args.out / "run"
-    argv_train = [
-        "train", "--data-dir", str(data), "--preset", args.preset, "--config", str(config), "--out", str(run),
-        "--batch-size", str(args.batch_size), "--max-steps", str(args.steps), "--epochs", "1000",
-        "--eval-every", str(args.steps), "--checkpoint-every", str(args.steps), "--num-workers", "0",
-        "--seed", "0", "--device", "cpu", "--lr", str(args.lr), "--no-progress",
-    ]  # fmt: skip
-    print("$ navintent " + " ".join(argv_train), flush=True)
-    start = time.perf_counter()
-    status = cli_main(argv_train)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"navintent train exited with {status}")
-    final = final_metrics(run / "metrics.csv")
+    overrides = {"batch_size": args.batch_size, "max_steps": args.steps, "epochs": 1000, "eval_every": args.steps,
+                 "checkpoint_every": args.steps, "num_workers": 0, "seed": 0, "lr": args.lr}  # fmt: skip
+    # the equivalent command, as the benchmark has always printed it
+    print(
+        f"$ navintent train --data-dir {data} --preset {args.preset} --config {config} --out {run} "
+        f"--batch-size {args.batch_size} --max-steps {args.steps} --epochs 1000 --eval-every {args.steps} "
+        f"--checkpoint-every {args.steps} --num-workers 0 --seed 0 --device cpu --lr {args.lr} --no-progress",
+        flush=True,
+    )
+    notes: list[str] = []
+    trained = train(
+        training_config(args.preset, config, train=overrides, notes=notes, where="the benchmark's flags"),
+        run,
+        data_dir=data,
+        device="cpu",
+        progress=False,
+        notes=notes,
+    )
+    print(trained.describe())
+    seconds = trained.seconds
+    final = trained.metrics
     missing = [k for k in METRICS if k not in final]
     if missing:
         raise RuntimeError(f"{run / 'metrics.csv'} has no {missing}: the last step was not evaluated")

@@ -12,10 +12,11 @@ From the data as published to the measured table, in one command::
    0) into ``DIR/splits``; ``DIR/go2.yaml`` (reference ``future``) and ``DIR/go2_planner.yaml`` (reference
    ``planner``) hold the recipe (:data:`RECIPE`, changed with ``--set section.key=value``) and NoMaD's
    ``datasets:`` block (data folder absolute, splits relative to the file). The data folder is only read.
-3. **Training** with ``navintent train --config DIR/go2*.yaml --preset demo`` (in this process, one thread unless
-   ``--threads``), wall-clock measured around it; ``epochs`` is set so the cosine schedule ends at ``--max-steps``.
+3. **Training** with :func:`navintent.training.train` (as ``navintent train --config DIR/go2*.yaml --preset demo``;
+   in this process, one thread unless ``--threads``), wall-clock measured around it; ``epochs`` is set so the cosine
+   schedule ends at ``--max-steps``.
 4. **Evaluation on the test split** (trajectories never trained on), every sample, goal masked unless said:
-   :func:`navintent.train.evaluate_model` (ADE/FDE/minADE in metres for z1 from Encoder1 with the reference,
+   :func:`navintent.training.evaluate_model` (ADE/FDE/minADE in metres for z1 from Encoder1 with the reference,
    z1 = the prior mean, no latent; ``spread`` = mean distance of the samples to their own mean with z1 fixed, over
    diffusion noise), plus the same spread with z1 drawn from the prior N(0, I) per sample (:func:`prior_spread`).
    Targets: ADE and FDE with the reference at least 50% below the prior mean's, and the spread with z1 fixed at
@@ -59,7 +60,8 @@ from navintent.diffusion import build_sampler, policy_eps_fn
 from navintent.evaluation.experiments import trajectory_spread
 from navintent.models.nomad import build_noise_scheduler
 from navintent.objectives import deltas_to_metric
-from navintent.train import evaluate_model
+from navintent.training import evaluate_model, training_config
+from navintent.training import train as run_training
 
 DATASET_NAME = "go2_dataset"
 PRESET = "demo"  # the recipe's model sizes; --preset tiny is for tests
@@ -164,17 +166,22 @@ def epochs_for(config: TwoStageTrainingConfig, max_steps: int) -> int:
 
 
 def train(config_path: Path, run: Path, max_steps: int, preset: str = PRESET) -> float:
-    """``navintent train`` on ``config_path`` into ``run``; returns the wall-clock seconds. Raises
-    ``RuntimeError`` if the command fails."""
-    argv = ["train", "--config", str(config_path), "--preset", preset, "--out", str(run)]
-    argv += ["--max_steps", str(max_steps), "--device", "cpu", "--no_progress"]
-    print("$ navintent " + " ".join(argv), flush=True)
-    start = time.perf_counter()
-    status = cli_main(argv)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"navintent train exited with {status}")
-    return seconds
+    """:func:`navintent.training.train` (``navintent train``) on ``config_path`` into ``run``; returns the
+    wall-clock seconds. Raises what training raises (``ValueError`` for bad data or config,
+    :class:`navintent.training.NonFiniteLossError` for NaN/inf)."""
+    # the equivalent command, as the benchmark has always printed it
+    print(
+        f"$ navintent train --config {config_path} --preset {preset} --out {run} --max_steps {max_steps} "
+        "--device cpu --no_progress",
+        flush=True,
+    )
+    notes: list[str] = []
+    config = training_config(
+        preset, config_path, train={"max_steps": max_steps}, notes=notes, where="--max-steps"
+    )
+    trained = run_training(config, run, device="cpu", progress=False, notes=notes)
+    print(trained.describe())
+    return trained.seconds
 
 
 # ------------------------------------------------------------------------------------------------- sampling
@@ -200,7 +207,7 @@ def prior_spread(model, dataset, *, samples: int, seed: int, batch_size: int = 6
     """Spread (m) with z1 drawn from the prior: per observation (goal masked, ``action_mask = 1`` only),
     ``samples`` trajectories each with its own ``z1 ~ N(0, I)`` and diffusion noise (DDPM through
     ``model.sample_from_condition``); spread = mean over waypoints of the distance of the samples to their own
-    mean, as :func:`navintent.train.evaluate_model` defines it. Also their ADE/FDE (m) to the ground truth."""
+    mean, as :func:`navintent.training.evaluate_model` defines it. Also their ADE/FDE (m) to the ground truth."""
     gen = torch.Generator().manual_seed(seed)
     scheduler = build_noise_scheduler(model.scheduler_config)
     mc = model.config

@@ -112,14 +112,6 @@ def _stage(k: int, total: int, text: str) -> None:
     print(f"\n[{k}/{total}] {text}", file=sys.stderr, flush=True)
 
 
-def _cli(argv: list[str]) -> None:
-    from navintent.cli import main
-
-    rc = main(argv)
-    if rc != 0:
-        raise RuntimeError(f"`navintent {' '.join(argv)}` exited with status {rc}")
-
-
 def _check_held_out(data_dir: Path, seeds: list[int]) -> None:
     recorded = yaml.safe_load((data_dir / "sim_episodes.yaml").read_text())["episodes"]
     used = {int(e["scene_seed"]) for e in recorded.values()}
@@ -150,7 +142,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     from navintent.metric_scale import resolve_metric_scale
     from navintent.sim.config import CameraConfig, SimConfig
     from navintent.sim.recorder import record_dataset
-    from navintent.train import final_metrics
+    from navintent.training import train, training_config
 
     t_start = time.perf_counter()
     stages: dict[str, float] = {}
@@ -172,20 +164,20 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     train_config.write_text(
         yaml.safe_dump({"model": model_section, "train": {"waypoint_spacing": plan.waypoint_spacing}})
     )
-    argv = [
-        "train", "--data_dir", str(data_dir), "--preset", plan.preset, "--config", str(train_config),
-        "--out", str(run_dir),
-        "--batch_size", str(plan.batch_size), "--max_steps", str(plan.train_steps), "--epochs", "1000",
-        "--eval_every", str(plan.train_steps), "--checkpoint_every", str(plan.train_steps), "--num_workers", "0",
-        "--seed", "0", "--device", "cpu",
-    ]  # fmt: skip
+    overrides: dict[str, Any] = {
+        "batch_size": plan.batch_size, "max_steps": plan.train_steps, "epochs": 1000,
+        "eval_every": plan.train_steps, "checkpoint_every": plan.train_steps, "num_workers": 0, "seed": 0,
+    }  # fmt: skip
     if freeze:
-        argv += ["--freeze", "vision"]
+        overrides["freeze"] = ("vision",)
     if plan.train_lr is not None:
-        argv += ["--lr", str(plan.train_lr)]
-    _cli(argv)
-    ckpt = run_dir / "latest.pt"
-    train_metrics = final_metrics(run_dir / "metrics.csv")
+        overrides["lr"] = plan.train_lr
+    notes: list[str] = []
+    config = training_config(plan.preset, train_config, train=overrides, notes=notes, where="the demo's plan")
+    trained = train(config, run_dir, data_dir=data_dir, device="cpu", notes=notes)
+    print(trained.describe())
+    ckpt = trained.checkpoint
+    train_metrics = trained.metrics
     stages["train"] = time.perf_counter() - t0
 
     loaded = load_inference_model(ckpt)

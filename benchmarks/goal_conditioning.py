@@ -61,21 +61,21 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_recorded(
-    path: Path, episodes: int, seed: int, start_yaw_spread: float, goals_per_start: int
-) -> None:
+def check_recorded(path: Path, episodes: int, seed: int, goals_per_start: int, scene: SceneConfig) -> None:
     """Refuse to reuse ``DIR/data`` recorded with other settings than asked (``sim_episodes.yaml`` records the
-    seed, the episodes, ``goals_per_start`` and the SimConfig; data recorded before ``start_yaw_spread`` or
-    ``goals_per_start`` existed drew exactly the defaults' scenes). Raises ``ValueError`` naming the file and the
-    differing values."""
+    seed, the episodes, ``goals_per_start`` and the SimConfig; options added later than the data default to the
+    value that draws the same scenes). Raises ``ValueError`` naming the file and the differing values."""
     recorded = yaml.safe_load(path.read_text())
-    spread = recorded["config"]["scene"].get("start_yaw_spread", SceneConfig.start_yaw_spread)
-    goals = int(recorded.get("goals_per_start", 1))
-    have = (len(recorded["episodes"]), int(recorded["seed"]), float(spread), goals)
-    want = (episodes, seed, float(start_yaw_spread), goals_per_start)
+    have = (
+        len(recorded["episodes"]),
+        int(recorded["seed"]),
+        int(recorded.get("goals_per_start", 1)),
+        SceneConfig.from_dict(recorded["config"]["scene"]).to_dict(),
+    )
+    want = (episodes, seed, goals_per_start, scene.to_dict())
     if have != want:
         raise ValueError(
-            f"{path}: recorded with (episodes, seed, start_yaw_spread, goals_per_start) = {have}, asked {want}; "
+            f"{path}: recorded with (episodes, seed, goals_per_start, scene) = {have}, asked {want}; "
             "use another --out or matching arguments"
         )
 
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--start-yaw-spread", type=float, default=SceneConfig.start_yaw_spread, help="degrees")
     p.add_argument(
+        "--via-points", type=int, default=0, help="random points the expert's path passes through (default 0)"
+    )
+    p.add_argument(
         "--goals-per-start",
         type=int,
         default=1,
@@ -104,16 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps must be >= 1 and --episodes >= 2, got {args.steps} and {args.episodes}")
 
     data = args.out / "data"
+    scene = SceneConfig(start_yaw_spread=args.start_yaw_spread, via_points=args.via_points)
     if (data / "sim_episodes.yaml").exists():
-        check_recorded(
-            data / "sim_episodes.yaml",
-            args.episodes,
-            args.data_seed,
-            args.start_yaw_spread,
-            args.goals_per_start,
-        )
+        check_recorded(data / "sim_episodes.yaml", args.episodes, args.data_seed, args.goals_per_start, scene)
     else:
-        sim = SimConfig(scene=SceneConfig(start_yaw_spread=args.start_yaw_spread))
+        sim = SimConfig(scene=scene)
         record_dataset(data, args.episodes, args.data_seed, config=sim, goals_per_start=args.goals_per_start)
     recipe = {k: dict(v) for k, v in RECIPE.items()}
     for section, values in parse_sets(args.sets).items():

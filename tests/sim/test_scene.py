@@ -126,3 +126,27 @@ def test_default_start_yaw_spread_keeps_the_recorded_scenes():
     """The default (45 deg) draws exactly what the fixed +-pi/4 drew before the option existed (value recorded
     with that code)."""
     assert generate_scene(3).start.tolist() == [4.878982435167365, 4.92083424976174, -2.0159844150887354]
+
+
+def test_via_points_make_the_path_detour_and_stay_clear():
+    """Two via points: paths still join start to goal with the robot's clearance, and detour well beyond the
+    straight line (the default keeps every path within 1.6x of it)."""
+    config = SimConfig(scene=SceneConfig(via_points=2))
+    ratios = []
+    for seed in range(8):
+        scene = generate_scene(seed, config)
+        np.testing.assert_array_equal(scene.path[0], scene.start[:2])
+        np.testing.assert_array_equal(scene.path[-1], scene.goal[:2])
+        dense = np.concatenate(
+            [np.linspace(a, b, 20) for a, b in zip(scene.path[:-1], scene.path[1:], strict=True)]
+        )
+        assert scene.static.clearance(dense).min() >= config.robot.radius
+        length = np.linalg.norm(np.diff(scene.path, axis=0), axis=1).sum()
+        ratios.append(length / np.linalg.norm(scene.goal[:2] - scene.start[:2]))
+    assert np.mean(ratios) > 1.6
+
+
+@pytest.mark.parametrize("kwargs", [{"via_points": -1}, {"via_points": 1.5}, {"via_distance": (2.0, 1.0)}])
+def test_via_point_options_reject_bad_values(kwargs):
+    with pytest.raises(ValueError, match="via_"):
+        SceneConfig(**kwargs)

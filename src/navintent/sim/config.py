@@ -126,6 +126,12 @@ class SceneConfig(ConfigBase):
 
     ``start_yaw_spread`` (degrees, 0..180): the robot starts facing the A* path's first heading plus a uniform
     offset in +-this (45: it mostly faces where it will go; 180: any heading, so only the goal tells where to turn).
+
+    ``via_points`` (default 0): the expert's path passes through this many random free points on its way to the
+    goal, each ``via_distance`` (m, low/high) from the previous one, so it turns where nothing in the current
+    view says it will and only a goal image further along tells which way (what NoMaD's varied teleoperation
+    data gives its goal encoder; measured in the README's "Goal conditioning"). 0 draws exactly the scenes drawn
+    before the option existed.
     """
 
     room_size: float = 6.0
@@ -137,9 +143,18 @@ class SceneConfig(ConfigBase):
     wall_height: float = 1.0
     grid_resolution: float = 0.1
     start_yaw_spread: float = 45.0
+    via_points: int = 0
+    via_distance: tuple[float, float] = (1.0, 2.5)
 
     def __post_init__(self) -> None:
         check_positive_number("room_size", self.room_size)
+        if (
+            isinstance(self.via_points, bool)
+            or not isinstance(self.via_points, int)
+            or not 0 <= self.via_points <= 8
+        ):
+            raise ValueError(f"via_points must be an int in [0, 8], got {self.via_points!r}")
+        self.via_distance = _range("via_distance", self.via_distance, minimum=0.3)
         if not 0.0 <= float(self.start_yaw_spread) <= 180.0:
             raise ValueError(f"start_yaw_spread must be in [0, 180] degrees, got {self.start_yaw_spread!r}")
         if self.room_size < 3.0:

@@ -9,8 +9,9 @@ pure function of its arguments, so a seed replays exactly. Generation (rejection
    random colours) at least 0.6 m from the walls and 0.7 m from each other, so passages stay open;
 2. start and goal with >= ``start_clearance`` m of free space, 3-4.5 m apart, joined by an A* path (keeping
    ``robot.radius + expert.inflation`` from obstacles) no longer than 1.6x the straight line; start yaw =
-   the path's first heading +- ``start_yaw_spread`` (45 deg by default), goal yaw = its last heading, with >= 1.2 m free in front of the
-   goal (so the goal image shows more than a wall);
+   the path's first heading +- ``start_yaw_spread`` (45 deg by default), goal yaw = its last heading, with >= 1.2 m
+   free in front of the goal (so the goal image shows more than a wall); with ``via_points`` > 0 the path is
+   instead A* legs through that many random free points (``via_distance`` apart) to the same goal;
 3. 0-3 pedestrians; each is, with ``crossing_probability``, a *crosser* whose route cuts the planned path
    perpendicularly at 30-70 % of its length, starting about as far from the crossing point as it walks
    while the robot drives there (so they meet), else a *wanderer* between 2-3 random free points.
@@ -180,6 +181,33 @@ def _draw_goal(
     return goal_xy, path
 
 
+def _via_path(
+    rng: np.random.Generator, static: StaticMap, start_xy: np.ndarray, goal_xy: np.ndarray, config: SimConfig
+) -> np.ndarray | None:
+    """A path ``[M, 2]`` from ``start_xy`` through ``config.scene.via_points`` random free points to ``goal_xy``
+    (each ``via_distance`` from the previous; every A* leg at most 1.6x its straight line), or None."""
+    sc = config.scene
+    clearance = config.robot.radius + config.expert.inflation
+    legs, here = [], start_xy
+    for index in range(sc.via_points + 1):
+        last = index == sc.via_points
+        for _ in range(1 if last else 30):
+            target = goal_xy if last else _free_point(rng, static, sc.start_clearance)
+            if target is None:
+                continue
+            straight = float(np.linalg.norm(target - here))
+            if not last and not sc.via_distance[0] <= straight <= sc.via_distance[1]:
+                continue
+            leg = plan_path(static, here, target, clearance=clearance, resolution=sc.grid_resolution)
+            if leg is not None and path_arc_length(leg)[-1] <= 1.6 * max(straight, 0.5):
+                legs.append(leg if not legs else leg[1:])
+                here = target
+                break
+        else:
+            return None
+    return np.concatenate(legs)
+
+
 def _goal_pose(static: StaticMap, path: np.ndarray) -> np.ndarray | None:
     """Goal pose facing the path's last heading, or None when less than 1.2 m is free in front of it."""
     goal = np.array([*path[-1], _heading(path[-2], path[-1])])
@@ -231,6 +259,10 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
         if route is None:
             continue
         goal_xy, path = route
+        if sc.via_points:
+            path = _via_path(rng, static, start_xy, goal_xy, config)
+            if path is None:
+                continue
         spread = math.radians(sc.start_yaw_spread)
         start = np.array([*start_xy, _heading(path[0], path[1]) + rng.uniform(-spread, spread)])
         goal = _goal_pose(static, path)
@@ -281,7 +313,11 @@ def branch_scene(
         route = _draw_goal(rng, scene.static, start_xy, config)
         if route is None:
             continue
-        _, path = route
+        goal_xy, path = route
+        if config.scene.via_points:
+            path = _via_path(rng, scene.static, start_xy, goal_xy, config)
+            if path is None:
+                continue
         heading = start_heading(path)
         if any(abs(math.remainder(heading - h, 2 * math.pi)) < gap for h in avoid_headings):
             continue

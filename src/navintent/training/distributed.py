@@ -80,6 +80,7 @@ class ResumableDistributedSampler(DistributedSampler):
         self.start_index = 0
 
     def epoch_indices(self) -> list[int]:
+        """This rank's sample indices for the current epoch, in order, ``start_index`` ignored."""
         return list(super().__iter__())
 
     def __iter__(self) -> Iterator[int]:

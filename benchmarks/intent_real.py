@@ -27,7 +27,7 @@ From the data as published to the measured table, in one command::
 6. **Steering** (``--steer``): ``navintent optimize-z2 --dataset DIR/go2.yaml --split test --index ...
    --crossing-pedestrian AHEAD SPEED --method all --lr 0.2 --realism-data DIR/go2.yaml`` (Adam against best-of-N,
    CEM and guided diffusion at Adam's wall-clock; realism flagged against the range measured on the Go2 test
-   split), summarised from its ``report.json``.
+   split), run as the typed call :func:`navintent.steering.optimize` and summarised from its result.
 
 Prints the tables and writes ``DIR/results.json`` and ``DIR/results.md``; the last line printed is
 ``ade_reduction <fraction>``: ``1 - ADE(reference) / ADE(prior mean)`` for the ``future`` reference on the test
@@ -50,7 +50,6 @@ import yaml
 
 from navintent.actions import normalized_deltas_to_waypoints
 from navintent.checkpoint import LoadedModel, load_inference_model, read_checkpoint
-from navintent.cli import main as cli_main
 from navintent.config import TwoStageTrainingConfig, preset_training_config
 from navintent.data.format import list_trajectory_folders, load_trajectory
 from navintent.data.sources import build_split, nav_datasets, set_goal_seed, sources_from_specs
@@ -60,6 +59,8 @@ from navintent.diffusion import build_sampler, policy_eps_fn
 from navintent.evaluation.experiments import trajectory_spread
 from navintent.models.nomad import build_noise_scheduler
 from navintent.objectives import deltas_to_metric
+from navintent.steering import DatasetSamples, Z2OptimConfig, optimize
+from navintent.steering.report import summary_lines
 from navintent.training import evaluate_model, training_config
 from navintent.training import train as run_training
 
@@ -496,27 +497,33 @@ def plot_experiments(
 def steer(
     ckpt: Path, config_path: Path, out: Path, indices: list[int], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """``navintent optimize-z2`` on Go2 test frames with a synthetic crossing pedestrian; returns its report
-    (``out/report.json``) with the command. Raises ``RuntimeError`` if the command fails."""
-    argv = ["optimize-z2", "--ckpt", str(ckpt), "--dataset", str(config_path), "--split", "test"]
-    argv += ["--index", *map(str, indices), "--crossing-pedestrian", str(args.ahead), str(args.ped_speed)]
-    argv += [
-        "--method",
-        "all",
-        "--lr",
-        "0.2",
-        "--steps",
-        str(args.steer_steps),
-        "--objective",
-        args.objective,
-    ]
-    argv += ["--realism-data", str(config_path), "--out-dir", str(out), "--no-plots"]
-    print("$ navintent " + " ".join(argv), flush=True)
-    status = cli_main(argv)
-    if status != 0:
-        raise RuntimeError(f"navintent optimize-z2 exited with {status}")
-    report = json.loads((out / "report.json").read_text())
-    return {"command": "navintent " + " ".join(argv), "report": report}
+    """:func:`navintent.steering.optimize` (``navintent optimize-z2``) on Go2 test frames with a synthetic crossing
+    pedestrian, writing ``out/report.json``; returns the equivalent command and the report
+    (:meth:`navintent.steering.OptimizeResult.to_report`). Raises what ``optimize`` raises (``ValueError`` /
+    ``FileNotFoundError`` for bad input, :class:`navintent.steering.NonFiniteObjectiveError` for NaN/inf)."""
+    # the equivalent command, as the benchmark has always printed it
+    command = (
+        f"navintent optimize-z2 --ckpt {ckpt} --dataset {config_path} --split test --index "
+        f"{' '.join(map(str, indices))} --crossing-pedestrian {args.ahead} {args.ped_speed} --method all "
+        f"--lr 0.2 --steps {args.steer_steps} --objective {args.objective} --realism-data {config_path} "
+        f"--out-dir {out} --no-plots"
+    )
+    print(f"$ {command}", flush=True)
+    result = optimize(
+        ckpt,
+        DatasetSamples(config_path, tuple(indices), "test"),
+        objective=args.objective,
+        methods="all",
+        config=Z2OptimConfig(steps=args.steer_steps, lr=0.2),
+        crossing=(args.ahead, args.ped_speed),
+        realism_data=config_path,
+        out_dir=out,
+        plots=False,
+    )
+    for line in summary_lines(result.summary):
+        print(line)
+    print(f"wrote {out / 'z2_optimized.pt'}, report.json, trajectories.pt")
+    return {"command": command, "report": result.to_report()}
 
 
 # ------------------------------------------------------------------------------------------------- tables

@@ -1,7 +1,12 @@
 """navintent: steer and stress-test NoMaD diffusion navigation policies with a two-stage latent intent.
 
+The typed calls, each returning a dataclass: ``navintent.optimize(...)`` (:func:`navintent.steering.optimize` ->
+:class:`~navintent.steering.OptimizeResult`), ``navintent.evaluate(...)`` (:func:`navintent.evaluation.evaluate` ->
+:class:`~navintent.evaluation.EvaluateResult`) and ``navintent.train(...)`` (:func:`navintent.training.train` ->
+:class:`~navintent.training.TrainResult`).
+
 ``import navintent`` stays light (no torch import): :func:`load_policy` imports the checkpoint code on first use,
-and ``navintent.train`` (:func:`navintent.training.train`, the typed training call) is looked up on first access.
+and the three calls are looked up on first access.
 """
 
 from __future__ import annotations
@@ -10,12 +15,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers only; at run time __getattr__ below imports it on first access
+    from navintent.evaluation import evaluate
+    from navintent.steering import optimize
     from navintent.training import train
 
 __version__ = "0.1.0"
 
 # attribute -> (module, name) imported on first access, so ``import navintent`` does not import torch
-_LAZY: dict[str, tuple[str, str]] = {"train": ("navintent.training", "train")}
+_LAZY: dict[str, tuple[str, str]] = {
+    "evaluate": ("navintent.evaluation", "evaluate"),
+    "optimize": ("navintent.steering", "optimize"),
+    "train": ("navintent.training", "train"),
+}
 
 
 def load_policy(path: Any, config: Any = None, trust_checkpoint: bool = False, **kwargs: Any) -> Any:
@@ -33,4 +44,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'navintent' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "load_policy", "train"]
+__all__ = ["__version__", "evaluate", "load_policy", "optimize", "train"]

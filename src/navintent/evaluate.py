@@ -6,12 +6,18 @@ config, scenes, policy, closed loop, metrics, report and experiments by concern)
 The README named ``navintent.evaluate``, so for one release every public name of :mod:`navintent.evaluation` is
 still reachable here, each access with a ``DeprecationWarning`` naming the new place. ``navintent.evaluate.evaluate``
 keeps its old return value, the ``metrics.json`` dict (:meth:`~navintent.evaluation.EvaluateResult.to_json`).
-This module goes in the next release.
+
+Decision (as for :mod:`navintent.train`): ``navintent.evaluate(...)`` is the typed call, but importing this module
+makes Python set the package attribute ``navintent.evaluate`` to the module. So the module itself is callable,
+forwarding to :func:`navintent.evaluation.evaluate` (returning the :class:`~navintent.evaluation.EvaluateResult`)
+without a warning, and ``navintent.evaluate(...)`` works either way. This module goes in the next release.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -55,3 +61,13 @@ def __getattr__(name: str) -> Any:
         stacklevel=2,
     )
     return value
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`navintent.evaluation.evaluate` (see the module docstring)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _evaluation.EvaluateResult:
+        return _evaluation.evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

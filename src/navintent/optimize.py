@@ -4,11 +4,17 @@ optimize`` for the typed call; the adapter, the methods and the report by concer
 
 The README named ``navintent.optimize.DiffusionAdapter``, so for one release every public name of
 :mod:`navintent.steering` is still reachable here, each access with a ``DeprecationWarning`` naming the new place.
-This module goes in the next release.
+
+Decision (as for :mod:`navintent.train`): ``navintent.optimize(...)`` is the typed call, but importing this module
+makes Python set the package attribute ``navintent.optimize`` to the module. So the module itself is callable,
+forwarding to :func:`navintent.steering.optimize` without a warning, and ``navintent.optimize(...)`` works either
+way. This module goes in the next release.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 from typing import Any
 
@@ -26,3 +32,13 @@ def __getattr__(name: str) -> Any:
         stacklevel=2,
     )
     return getattr(_steering, name)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`navintent.steering.optimize` (see the module docstring)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _steering.OptimizeResult:
+        return _steering.optimize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -61,5 +61,5 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         assert (out / "evaluate" / plot.rsplit("/", 1)[-1]).is_file()
 
     # A second run refuses to overwrite the results.
-    assert main(["demo", "--quick", "--out-dir", str(out)]) == 2
+    assert main(["demo", "--quick", "--out-dir", str(out)], report_errors=True) == 2
     assert "not empty" in capsys.readouterr().err

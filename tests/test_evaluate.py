@@ -388,19 +388,25 @@ def test_experiments_on_a_latent_free_model(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ CLI errors
 def test_cli_error_paths(tiny_ckpt, tmp_path, capsys):
-    assert main(["evaluate", "--ckpt", str(tmp_path / "missing.pt"), "--out-dir", str(tmp_path)]) == 2
+    assert (
+        main(
+            ["evaluate", "--ckpt", str(tmp_path / "missing.pt"), "--out-dir", str(tmp_path)],
+            report_errors=True,
+        )
+        == 2
+    )
     assert "missing.pt" in capsys.readouterr().err
-    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--methods", "adam,teleport"]) == 2
+    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--methods", "adam,teleport"], report_errors=True) == 2
     assert "teleport" in capsys.readouterr().err
-    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--scenes", "0"]) == 2
+    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--scenes", "0"], report_errors=True) == 2
     assert "--scenes" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # the flag shared with optimize-z2 checks at parse time
         main(["evaluate", "--ckpt", str(tiny_ckpt), "--noise-lr", "0"])
     assert exit_info.value.code == 2
     assert "argument --noise-lr: must be a number > 0.0, got '0'" in capsys.readouterr().err
-    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--objective", "nonsense:1"]) == 2
+    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--objective", "nonsense:1"], report_errors=True) == 2
     assert "nonsense" in capsys.readouterr().err
-    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--data-dir", str(tmp_path)]) == 2
+    assert main(["evaluate", "--ckpt", str(tiny_ckpt), "--data-dir", str(tmp_path)], report_errors=True) == 2
     assert (
         f"--data-dir {tmp_path} has no 'splits' folder" in capsys.readouterr().err
     )  # a data root is expected
@@ -408,11 +414,13 @@ def test_cli_error_paths(tiny_ckpt, tmp_path, capsys):
     cfg = preset_training_config("tiny")
     plain = tmp_path / "plain.pt"
     save_checkpoint(plain, NoMaDPolicy(cfg.model), scheduler_config=cfg.scheduler)
-    assert main(["evaluate", "--ckpt", str(plain), "--methods", "nomad,reference"]) == 2
+    assert main(["evaluate", "--ckpt", str(plain), "--methods", "nomad,reference"], report_errors=True) == 2
     assert "['reference']" in capsys.readouterr().err
-    assert main(["experiment", "diversity", "--ckpt", str(plain)]) == 2
+    assert main(["experiment", "diversity", "--ckpt", str(plain)], report_errors=True) == 2
     assert "intent" in capsys.readouterr().err
-    assert main(["experiment", "perturb", "--ckpt", str(tiny_ckpt), "--samples", "1"]) == 2
+    assert (
+        main(["experiment", "perturb", "--ckpt", str(tiny_ckpt), "--samples", "1"], report_errors=True) == 2
+    )
     assert "--samples" in capsys.readouterr().err
     with pytest.raises(ValueError, match="methods"):
         ev.EvalConfig(methods=("warp",))

@@ -77,7 +77,7 @@ def test_user_images_checkpoint_and_masked_goal(tmp_path, capsys):
     assert "goal masked (exploration)" in printed and "4 DDPM denoising steps" in printed
     out = torch.load(tmp_path / "o" / "trajectories.pt", weights_only=True)
     assert out["goal_mask"] == 1 and out["obs"] == [str(img)] * (cfg.context_size + 1)
-    with pytest.raises(SystemExit, match="at most 4"):
+    with pytest.raises(ValueError, match="at most 4"):
         main(["sample", "--preset", "tiny", "--obs", *[str(img)] * 5, "--out-dir", str(tmp_path / "x")])
 
 

@@ -6,16 +6,18 @@ command being run, so ``navintent check-data`` imports neither MuJoCo nor the mo
 does import torch: the data pipeline yields tensors); ``navintent --help`` imports every command module to list
 them. ``tests/test_cli_imports.py`` checks the first claim.
 
-Errors (decision): bad input is reported as ``navintent <command>: error: <message>`` on stderr with exit status
-2 (argparse's status for usage errors), never as a traceback. "Bad input" is exactly the project's input-error
-types, :data:`INPUT_ERRORS`: ``ValueError`` and its subclasses (config validation, ``DataError``,
-``UntrustedCheckpointError``, corrupt checkpoints, shape checks) and the ``OSError`` subclasses for a path that
-is missing, already exists or is of the wrong kind. Every such message names the file, key or value. Anything
-else (a ``RuntimeError`` from torch, a bug) keeps its traceback. ``NAVINTENT_TRACEBACK=1`` re-raises input
-errors too, for debugging; Python callers that pass ``argv`` to :func:`main` get the exception itself (see
-``report_errors``). A ``--device cuda[:N]`` that this machine does not have is refused before the
-command runs (same form, status 2). Numeric arguments that no config validates use the argparse types below
-(:func:`int_at_least`, :func:`float_at_least`, :func:`float_in`), so they fail at parse time with status 2.
+Errors (decision): one policy, written in :mod:`navintent.errors` and applied in one place, :func:`main`. Command
+functions raise; :func:`main` reports an input error (:data:`navintent.errors.INPUT_ERRORS`: ``ValueError`` and its
+subclasses, the ``OSError`` subclasses for a path that is missing, already exists or is of the wrong kind) as
+``navintent <command>: error: <message>`` on stderr with exit status 2 (argparse's status for usage errors), and a
+numerical stop (:class:`navintent.errors.NumericalStopError`: NaN/inf in a loss, objective, gradient or policy
+output) the same way with status 3, never as a traceback. Every such message names the file, key, value or shape
+(or the step and term). Anything else (a ``RuntimeError`` from torch, a bug) keeps its traceback.
+``NAVINTENT_TRACEBACK=1`` re-raises reported errors too, for debugging; Python callers that pass ``argv`` to
+:func:`main` get the exception itself (see ``report_errors``). A ``--device cuda[:N]`` that this machine does not
+have is refused before the command runs (same form, status 2). Numeric arguments that no config validates use the
+argparse types below (:func:`int_at_least`, :func:`float_at_least`, :func:`float_in`), so they fail at parse time
+with status 2.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+
+from navintent.errors import EXIT_INPUT, EXIT_OK, REPORTED_ERRORS, exit_code
 
 # command name -> module that registers it (a command module may register several names).
 COMMANDS: dict[str, str] = {
@@ -40,16 +44,6 @@ COMMANDS: dict[str, str] = {
     "demo": "navintent.demo",
     "export": "navintent.export",
 }
-
-
-# Exceptions that mean "the input is bad" (see the module docstring); reported without a traceback.
-INPUT_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    FileExistsError,
-    NotADirectoryError,
-    IsADirectoryError,
-)
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -144,11 +138,12 @@ def _one_line_data_warnings(prog: str) -> None:
 
 
 def main(argv: list[str] | None = None, *, report_errors: bool | None = None) -> int:
-    """Run a command; returns its exit status.
+    """Run a command; returns its exit status (:mod:`navintent.errors`).
 
-    ``report_errors``: print input errors (:data:`INPUT_ERRORS`) as ``navintent <command>: error: ...`` and return
-    2 instead of raising. Default: True when ``argv`` is None (the ``navintent`` program), False when Python code
-    passes ``argv`` (it gets the exception, with its type and traceback).
+    ``report_errors``: print input errors and numerical stops (:data:`navintent.errors.REPORTED_ERRORS`) as
+    ``navintent <command>: error: ...`` and return 2 or 3 (:func:`navintent.errors.exit_code`) instead of raising.
+    Default: True when ``argv`` is None (the ``navintent`` program), False when Python code passes ``argv`` (it gets
+    the exception, with its type and traceback).
     """
     if report_errors is None:
         report_errors = argv is None
@@ -158,23 +153,20 @@ def main(argv: list[str] | None = None, *, report_errors: bool | None = None) ->
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
-        return 2
+        return EXIT_INPUT
     prog = f"{parser.prog} {args.command}"
-    device = getattr(args, "device", None)
-    if isinstance(device, str) and (problem := check_device(device)) is not None:
-        if not report_errors:
-            raise ValueError(f"--device: {problem}")
-        print(f"{prog}: error: argument --device: {problem}", file=sys.stderr)
-        return 2
     if report_errors:
         _one_line_data_warnings(prog)
     try:
-        return int(args.func(args) or 0)
-    except INPUT_ERRORS as err:
+        device = getattr(args, "device", None)
+        if isinstance(device, str) and (problem := check_device(device)) is not None:
+            raise ValueError(f"argument --device: {problem}")
+        return int(args.func(args) or EXIT_OK)
+    except REPORTED_ERRORS as err:
         if not report_errors or os.environ.get("NAVINTENT_TRACEBACK"):
             raise
         print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+        return exit_code(err)
 
 
 if __name__ == "__main__":

@@ -402,15 +402,12 @@ steering effects here say little about a model trained on real data for hours. T
 
 
 def run_demo_cli(args: argparse.Namespace) -> int:
+    """``navintent demo``: run :func:`run_demo` and print where its report went; returns 0. Raises ``ValueError``
+    for ``--threads`` < 1 and ``FileExistsError`` when the output folder already holds results."""
     if args.threads < 1:
-        print(f"navintent demo: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     out = Path(args.out_dir) if args.out_dir else Path("runs/demo_quick" if args.quick else "runs/demo")
-    try:
-        metrics = run_demo(out, quick=args.quick, train_vision=args.train_vision, threads=args.threads)
-    except FileExistsError as err:
-        print(f"navintent demo: error: {err}", file=sys.stderr)
-        return 2
+    metrics = run_demo(out, quick=args.quick, train_vision=args.train_vision, threads=args.threads)
     print(f"\ndemo finished in {metrics['seconds'] / 60:.1f} min")
     print(f"report:  {metrics['files']['report']}")
     print(f"metrics: {metrics['files']['metrics']}")

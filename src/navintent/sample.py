@@ -143,7 +143,7 @@ def _build_policy(args: argparse.Namespace):
         loaded = load_inference_model(args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint)
         return loaded.model, f"checkpoint {args.ckpt}", loaded.training_scales
     if args.config is not None:
-        raise SystemExit("navintent sample: --config is only used with --ckpt (a nomad.pth needs it)")
+        raise ValueError("--config is only used with --ckpt (a nomad.pth needs it)")
     return (
         NoMaDPolicy(preset_model_config(args.preset)).eval(),
         f"preset '{args.preset}' (random weights)",
@@ -152,6 +152,9 @@ def _build_policy(args: argparse.Namespace):
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    """``navintent sample``: sample, plot and save the trajectories; returns 0. Raises ``ValueError`` for flags that
+    do not go together (``--config`` without ``--ckpt``, ``--goal`` without ``--obs``, more ``--obs`` frames than the
+    model takes; exit status 2 through :func:`navintent.cli.main`)."""
     import torch
 
     from navintent.actions import normalized_deltas_to_waypoints
@@ -169,8 +172,8 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.obs:
         obs_paths = [Path(p) for p in args.obs]
         if len(obs_paths) > frames_needed:
-            raise SystemExit(
-                f"navintent sample: got {len(obs_paths)} --obs images; this model takes at most {frames_needed} "
+            raise ValueError(
+                f"got {len(obs_paths)} --obs images; this model takes at most {frames_needed} "
                 f"(context_size {cfg.context_size} + current)"
             )
         obs_paths = [obs_paths[0]] * (frames_needed - len(obs_paths)) + obs_paths
@@ -178,7 +181,7 @@ def run_sample(args: argparse.Namespace) -> int:
         scene = "your images"
     else:
         if args.goal:
-            raise SystemExit("navintent sample: --goal needs --obs (the built-in scene draws its own goal)")
+            raise ValueError("--goal needs --obs (the built-in scene draws its own goal)")
         obs_paths, goal_path = builtin_scene(out_dir, frames_needed, args.seed)
         scene = f"built-in corridor (frames in {out_dir / 'scene'})"
 

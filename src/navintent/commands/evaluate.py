@@ -3,8 +3,9 @@
 :func:`navintent.evaluation.run_perturb`.
 
 Owns the flags (names, defaults, help), their translation into :class:`navintent.evaluation.EvalConfig`, the
-checkpoint and metric-scale loading for the commands, the exit status (0; 2 for bad input, with the message on
-stderr) and the lines printed at the end (the tables, then the files written).
+checkpoint and metric-scale loading for the commands and the lines printed at the end (the tables, then the files
+written). Bad input is raised (``ValueError`` / ``FileNotFoundError`` naming the flag or file) before any episode
+runs and reported by :func:`navintent.cli.main` with exit status 2 (:mod:`navintent.errors`).
 """
 
 from __future__ import annotations
@@ -77,26 +78,24 @@ def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, MetricScale]:
 
 
 def run_evaluate_cli(args: argparse.Namespace) -> int:
-    try:
-        methods, explicit = _parse_methods(args.methods)
-        if args.scenes is not None and args.scenes < 1:
-            raise ValueError(f"--scenes must be >= 1, got {args.scenes}")
-        loaded, scale = _load_for_cli(args)
-        methods = resolve_methods(methods, loaded, explicit=explicit)
-        config = EvalConfig(
-            scenes=args.scenes or EvalConfig.scenes, seed=args.seed, methods=methods,
-            replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
-            objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
-            lambda_cfg=args.lambda_cfg, metric_scale=scale.metres_per_unit, step_factor=args.step_factor,
-            max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
-            noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
-            map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
-            explore_steps=args.explore_steps,
-        )  # fmt: skip
-        Objective(config.objective)  # parse errors before any episode runs
-    except (FileNotFoundError, ValueError) as err:
-        print(f"navintent evaluate: error: {err}", file=sys.stderr)
-        return 2
+    """``navintent evaluate``: check the flags, load the checkpoint, run :func:`navintent.evaluation.evaluate`, print
+    the table; returns 0. Raises ``ValueError`` / ``FileNotFoundError`` for bad input, before any episode runs."""
+    methods, explicit = _parse_methods(args.methods)
+    if args.scenes is not None and args.scenes < 1:
+        raise ValueError(f"--scenes must be >= 1, got {args.scenes}")
+    loaded, scale = _load_for_cli(args)
+    methods = resolve_methods(methods, loaded, explicit=explicit)
+    config = EvalConfig(
+        scenes=args.scenes or EvalConfig.scenes, seed=args.seed, methods=methods,
+        replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
+        objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
+        lambda_cfg=args.lambda_cfg, metric_scale=scale.metres_per_unit, step_factor=args.step_factor,
+        max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
+        noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
+        map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
+        explore_steps=args.explore_steps,
+    )  # fmt: skip
+    Objective(config.objective)  # parse errors before any episode runs
     with torch_threads(args.threads):
         result = evaluate(
             loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
@@ -114,21 +113,19 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
 
 
 def run_experiment_cli(args: argparse.Namespace) -> int:
-    try:
-        if args.scenes is not None and args.scenes < 1:
-            raise ValueError(f"--scenes must be >= 1, got {args.scenes}")
-        if args.samples < 2:
-            raise ValueError(f"--samples must be >= 2, got {args.samples}")
-        if any(s < 0 for s in args.sigmas):
-            raise ValueError(f"--sigmas must be >= 0, got {args.sigmas}")
-        loaded, scale = _load_for_cli(args)
-        if not loaded.is_intent:
-            raise ValueError(
-                f"experiments need a two-stage intent checkpoint; {args.ckpt} holds a plain NoMaD policy"
-            )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"navintent experiment: error: {err}", file=sys.stderr)
-        return 2
+    """``navintent experiment``: check the flags, load the checkpoint, run the experiments, print their tables;
+    returns 0. Raises ``ValueError`` / ``FileNotFoundError`` for bad input, before any experiment runs."""
+    if args.scenes is not None and args.scenes < 1:
+        raise ValueError(f"--scenes must be >= 1, got {args.scenes}")
+    if args.samples < 2:
+        raise ValueError(f"--samples must be >= 2, got {args.samples}")
+    if any(s < 0 for s in args.sigmas):
+        raise ValueError(f"--sigmas must be >= 0, got {args.sigmas}")
+    loaded, scale = _load_for_cli(args)
+    if not loaded.is_intent:
+        raise ValueError(
+            f"experiments need a two-stage intent checkpoint; {args.ckpt} holds a plain NoMaD policy"
+        )
     out = Path(args.out_dir)
     kinds = ("diversity", "perturb") if args.which == "all" else (args.which,)
     common = dict(scenes=args.scenes or 4, samples=args.samples, seed=args.seed, metric_scale=scale.metres_per_unit,

@@ -1,14 +1,13 @@
 """``navintent optimize-z2``: the argparse definition and a thin call of :func:`navintent.steering.optimize`.
 
-Owns the flags (names, defaults, help), their translation into the typed call, the exit status (0; 2 for bad input
-through :mod:`navintent.cli`; 3 when the objective or a gradient becomes NaN/inf, with nothing written) and the lines
-printed at the end (one per method, then the files written).
+Owns the flags (names, defaults, help), their translation into the typed call and the lines printed at the end
+(one per method, then the files written). Errors are raised and reported by :func:`navintent.cli.main`
+(:mod:`navintent.errors`): 2 for bad input, 3 when the objective or a gradient becomes NaN/inf (nothing written).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from navintent.cli import float_at_least, float_in, int_at_least
 from navintent.diffusion import CLIP_MODES, NOISE_SPACES
@@ -18,7 +17,6 @@ from navintent.steering import (
     METHODS,
     SPACES,
     DatasetSamples,
-    NonFiniteObjectiveError,
     SampleFile,
     SimScenes,
     Z2OptimConfig,
@@ -190,7 +188,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Run ``optimize-z2`` with parsed ``args``; returns the exit status (0, or 3 on a NaN/inf objective)."""
+    """Run ``optimize-z2`` with parsed ``args``; returns the exit status 0. Raises what
+    :func:`navintent.steering.optimize` raises (input errors, :class:`navintent.steering.NonFiniteObjectiveError`)."""
     args.method = ",".join(
         args.method
     )  # "adam plain" and "adam,plain" alike; the report keeps the comma form
@@ -220,33 +219,29 @@ def run_cli(args: argparse.Namespace) -> int:
         source = DatasetSamples(args.dataset, tuple(args.index), args.split)
     else:
         source = SimScenes(args.num_scenarios)
-    try:
-        result = optimize(
-            args.ckpt,
-            source,
-            objective=args.objective,
-            methods=methods,
-            config=config,
-            dt=args.dt,
-            budget_s=args.budget,
-            seed=args.seed,
-            z1=args.z1,
-            crossing=None if args.crossing_pedestrian is None else tuple(args.crossing_pedestrian),
-            metric_scale=args.metric_scale,
-            robot=args.robot,
-            scale_dataset=args.scale_dataset,
-            realism_data=args.realism_data,
-            camera_hfov=args.camera_hfov,
-            camera_height=args.camera_height,
-            device=args.device,
-            trust_checkpoint=args.trust_checkpoint,
-            out_dir=args.out_dir,
-            plots=not args.no_plots,
-            arguments={k: v for k, v in vars(args).items() if k != "func"},
-        )
-    except NonFiniteObjectiveError as err:  # nothing written: a report of NaNs would mislead
-        print(f"navintent optimize-z2: error: {err}", file=sys.stderr)
-        return 3
+    result = optimize(
+        args.ckpt,
+        source,
+        objective=args.objective,
+        methods=methods,
+        config=config,
+        dt=args.dt,
+        budget_s=args.budget,
+        seed=args.seed,
+        z1=args.z1,
+        crossing=None if args.crossing_pedestrian is None else tuple(args.crossing_pedestrian),
+        metric_scale=args.metric_scale,
+        robot=args.robot,
+        scale_dataset=args.scale_dataset,
+        realism_data=args.realism_data,
+        camera_hfov=args.camera_hfov,
+        camera_height=args.camera_height,
+        device=args.device,
+        trust_checkpoint=args.trust_checkpoint,
+        out_dir=args.out_dir,
+        plots=not args.no_plots,
+        arguments={k: v for k, v in vars(args).items() if k != "func"},
+    )
     for line in summary_lines(result.summary):
         print(line)
     print(

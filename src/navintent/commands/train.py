@@ -1,19 +1,19 @@
 """``navintent train``: the argparse definition and a thin call of :func:`navintent.training.train`.
 
 Owns the flags (NoMaD's underscore spelling, each also hyphenated; names, defaults, help), their translation into
-:func:`navintent.training.training_config` and the typed call, the exit status (0; 2 for bad input through
-:mod:`navintent.cli`; 3 when a loss or gradient becomes NaN/inf, with nothing of that step written) and the lines
-printed at the end (steps done and the newest checkpoint, then the packaged file when exported).
+:func:`navintent.training.training_config` and the typed call, and the lines printed at the end (steps done and the
+newest checkpoint, then the packaged file when exported). Errors are raised and reported by
+:func:`navintent.cli.main` (:mod:`navintent.errors`): 2 for bad input, 3 when a loss or gradient becomes NaN/inf
+(nothing of that step written).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from navintent.config import TrainConfig, TwoStageTrainingConfig
-from navintent.training import LATEST, NonFiniteLossError, resume_checkpoint, train, training_config
+from navintent.training import LATEST, resume_checkpoint, train, training_config
 
 DESCRIPTION = (
     "``navintent train``: end-to-end training of the two-stage intent model (one CPU, one GPU, or DDP)."
@@ -118,26 +118,23 @@ def resolve_config(
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """``navintent train``: resolve the config, train, print the result; returns the exit status (3 on NaN/inf)."""
+    """``navintent train``: resolve the config, train, print the result; returns the exit status 0. Raises what
+    :func:`navintent.training.train` raises (input errors, :class:`navintent.training.NonFiniteLossError`)."""
     out_dir = Path(args.out)
     resume_path = resume_checkpoint(out_dir, True if args.resume == LATEST else args.resume)
     notes: list[str] = []
     config = resolve_config(args, resume_path, notes)
-    try:
-        result = train(
-            config,
-            out_dir,
-            data_dir=args.data_dir,
-            init_checkpoint=args.ckpt,
-            resume=resume_path,
-            device=args.device,
-            export_packaged=args.export_packaged,
-            progress=not args.no_progress,
-            notes=notes,
-        )
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    result = train(
+        config,
+        out_dir,
+        data_dir=args.data_dir,
+        init_checkpoint=args.ckpt,
+        resume=resume_path,
+        device=args.device,
+        export_packaged=args.export_packaged,
+        progress=not args.no_progress,
+        notes=notes,
+    )
     if result.rank == 0:  # under torchrun, rank 0 alone reports
         print(result.describe())
         if result.packaged is not None:

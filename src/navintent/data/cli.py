@@ -45,6 +45,7 @@ from navintent.data.format import (
 )
 from navintent.data.spacing import SpacingReport, configured_spacing, spacing_report
 from navintent.data.split import split_dataset
+from navintent.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 SPLITS_DIR = "splits"
 DATA_CONFIG_FILE = "data_config.yaml"
@@ -372,7 +373,7 @@ def _check_data(args: argparse.Namespace) -> int:
         print(
             f"hint: the datasets' paths still hold the placeholder(s) {placeholders}: edit them to your folders"
         )
-    return 1 if n_errors else 0
+    return EXIT_CHECK_FAILED if n_errors else EXIT_OK
 
 
 def _split(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from navintent.errors import NumericalStopError
 from navintent.sim.planner import Expert
 from navintent.sim.robot import pd_follower
 from navintent.sim.scene import Scene
@@ -215,7 +216,7 @@ def rollout(
             if waypoints.ndim != 2 or waypoints.shape[1] != 2 or len(waypoints) == 0:
                 raise ValueError(f"policy_fn must return waypoints of shape [T, 2], got {waypoints.shape}")
             if not np.all(np.isfinite(waypoints)):
-                raise ValueError(f"policy_fn returned non-finite waypoints at step {world.t}")
+                raise NumericalStopError(f"policy_fn returned non-finite waypoints at step {world.t}")
             outputs.append(waypoints)
             return pd_follower(waypoints[min(waypoint_index, len(waypoints) - 1)], scene.config.robot)
 

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from navintent.diffusion import NOISE_SPACES, DifferentiableSampler, SamplerNoise, policy_eps_fn
+from navintent.errors import NumericalStopError
 from navintent.objectives import (
     REALISM_TERMS,
     TERMS,
@@ -56,7 +57,7 @@ from navintent.steering.scenarios import Scenarios
 LATENT_EFFECT_WARNING = 1e-2
 
 
-class NonFiniteObjectiveError(RuntimeError):
+class NonFiniteObjectiveError(NumericalStopError):
     """The objective (or its gradient w.r.t. z2) became NaN/inf; names the scenario(s), the terms and the step."""
 
 

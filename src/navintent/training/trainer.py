@@ -30,6 +30,7 @@ from navintent.checkpoint import read_checkpoint, save_checkpoint
 from navintent.config import TrainConfig, TwoStageTrainingConfig
 from navintent.data.sources import set_goal_seed
 from navintent.ema import EMA
+from navintent.errors import NumericalStopError
 from navintent.metric_scale import TrainingScale
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import build_noise_scheduler
@@ -48,7 +49,7 @@ from navintent.training.state import GaussianFit, capture_rng, restore_rng, seed
 LOSS_NAMES = ("loss", "diffusion", "distance", "kl")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NumericalStopError):
     """A loss term or the gradient norm became NaN/inf; raised before the update reaches weights, EMA or disk."""
 
 

@@ -50,6 +50,7 @@ import yaml
 
 from navintent.actions import normalized_deltas_to_waypoints
 from navintent.checkpoint import LoadedModel, load_inference_model, read_checkpoint
+from navintent.cli import configure_logging
 from navintent.config import TwoStageTrainingConfig, preset_training_config
 from navintent.data.format import list_trajectory_folders, load_trajectory
 from navintent.data.sources import build_split, nav_datasets, set_goal_seed, sources_from_specs
@@ -649,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.max_steps < 1 or args.threads < 1 or args.samples < 2 or args.frames < 1:
         p.error("--max-steps, --threads and --frames must be >= 1 and --samples >= 2")
+    configure_logging()  # the library's notes on stderr, as navintent train / optimize-z2 print them
     torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ import json
 import statistics
 from pathlib import Path
 
+from navintent.cli import configure_logging
 from navintent.steering import OptimizeResult, SimScenes, Z2OptimConfig, optimize
 
 DEFAULT_OBJECTIVE = "softmin_dist:1.0,dynamics:10,z2_nll:0.03"
@@ -140,6 +141,7 @@ def main() -> None:
     p.add_argument("--method", default="all", help="comma list of methods or 'all' (must include adam)")
     p.add_argument("--objective", default=DEFAULT_OBJECTIVE)
     args = p.parse_args()
+    configure_logging()  # the library's notes on stderr, as navintent optimize-z2 prints them
     out = Path(args.out_dir)
     result = optimize(
         args.ckpt,

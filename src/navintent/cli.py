@@ -18,12 +18,18 @@ output) the same way with status 3, never as a traceback. Every such message nam
 have is refused before the command runs (same form, status 2). Numeric arguments that no config validates use the
 argparse types below (:func:`int_at_least`, :func:`float_at_least`, :func:`float_in`), so they fail at parse time
 with status 2.
+
+Logging (decision): library modules say what they have to say (notes, the metric scale used, warnings) through
+``logging.getLogger(__name__)``; :func:`main` attaches one handler (:func:`configure_logging`) that prints those
+records on stderr as the bare message at INFO and above, the lines the commands printed before. Progress bars are
+the commands' choice (library functions take ``progress: bool``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -123,6 +129,27 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to ``sys.stderr`` as it is when the record comes (a caller may have replaced it, as
+    pytest's ``capsys`` and ``contextlib.redirect_stderr`` do)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging() -> None:
+    """Print what the library logs (loggers under ``navintent``, INFO and above) on stderr as the bare message,
+    the text the commands have always printed. Called by :func:`main`; scripts that call the typed functions and
+    want the same lines call it too. Idempotent (one handler however often it is called)."""
+    logger = logging.getLogger("navintent")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
 def _one_line_data_warnings(prog: str) -> None:
     """Show :class:`navintent.data.DataWarning` (data used anyway: trailing images, short trajectories) as one line
     ``navintent <command>: warning: ...`` instead of Python's file/line form; other warnings keep theirs."""
@@ -155,6 +182,7 @@ def main(argv: list[str] | None = None, *, report_errors: bool | None = None) ->
         parser.print_help()
         return EXIT_INPUT
     prog = f"{parser.prog} {args.command}"
+    configure_logging()
     if report_errors:
         _one_line_data_warnings(prog)
     try:

@@ -27,14 +27,16 @@ that is 0.05 m).
 from __future__ import annotations
 
 import argparse
+import logging
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from navintent.config import read_yaml_mapping
+
+log = logging.getLogger(__name__)
 
 # NoMaD's deployment/config/robot.yaml defaults: max_v 0.2 m/s, frame_rate 4 Hz, max_w 0.4 rad/s.
 NOMAD_MAX_V = 0.2
@@ -238,10 +240,10 @@ def metric_scale_for_command(
     args: argparse.Namespace, checkpoint: Sequence[TrainingScale] = (), data: Sequence[TrainingScale] = ()
 ) -> MetricScale:
     """:func:`resolve_metric_scale` from the arguments :func:`add_metric_scale_arguments` adds; prints the one
-    line that says which scale is used and where it came from (stderr)."""
+    line that says which scale is used and where it came from (logged at INFO; the commands print it on stderr)."""
     robot = RobotConfig.from_yaml(args.robot) if args.robot is not None else None
     scale = resolve_metric_scale(
         explicit=args.metric_scale, data=data, checkpoint=checkpoint, robot=robot, pick=args.scale_dataset
     )
-    print(scale.describe(), file=sys.stderr)
+    log.info(scale.describe())
     return scale

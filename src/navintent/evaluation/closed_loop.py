@@ -12,10 +12,10 @@ the config, so results do not depend on where it ran (except the wall-clock-budg
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +47,8 @@ from navintent.evaluation.tasks import (
 )
 from navintent.sim.render import SceneRenderer
 from navintent.sim.rollout import rollout, run_expert
+
+log = logging.getLogger(__name__)
 
 
 def _episode_row(
@@ -215,7 +217,7 @@ def run_episode(
 
 def resolve_methods(requested: tuple[str, ...], loaded: LoadedModel, *, explicit: bool) -> tuple[str, ...]:
     """Methods this checkpoint can run, in ``METHODS`` order. Latent methods need an intent model: an explicit
-    request for them raises ``ValueError``; the default set drops them with a note on stderr."""
+    request for them raises ``ValueError``; the default set drops them with a note (logged at INFO)."""
     if not loaded.is_intent:
         missing = [m for m in requested if m in LATENT_METHODS]
         if missing and explicit:
@@ -223,7 +225,7 @@ def resolve_methods(requested: tuple[str, ...], loaded: LoadedModel, *, explicit
                 f"methods {missing} need a two-stage intent checkpoint; {loaded.source} holds a plain NoMaD policy"
             )
         if missing:
-            print(f"note: {loaded.source} has no intent encoders; skipping {missing}", file=sys.stderr)
+            log.info(f"note: {loaded.source} has no intent encoders; skipping {missing}")
         requested = tuple(m for m in requested if m not in LATENT_METHODS)
     return tuple(m for m in METHODS if m in requested)
 

@@ -7,15 +7,16 @@ draws (:mod:`navintent.steering.report`) and, given ``out_dir``, write ``z2_opti
 ``trajectories.pt`` and one PNG per scenario. ``navintent optimize-z2`` (:mod:`navintent.commands.optimize_z2`),
 ``navintent demo`` and the benchmarks call :func:`optimize` and read the returned :class:`OptimizeResult`.
 
-What it prints (stderr): the metric scale line of :func:`navintent.metric_scale.resolve_metric_scale` and the
-warning when z2 barely changes the policy; progress bars with ``progress``.
+What it says (logger ``navintent.steering.api``; the commands print it on stderr): the metric scale line of
+:func:`navintent.metric_scale.resolve_metric_scale` (INFO) and the warning when z2 barely changes the policy
+(WARNING); progress bars with ``progress``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ from navintent.steering.scenarios import (
 from navintent.steering.sim_scenarios import sim_scenarios
 
 Z1_SOURCES: tuple[str, ...] = ("data", "prior")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -213,7 +216,7 @@ def optimize(
             robot=robot_config,
             pick=scale_dataset,
         )
-        print(scale.describe(), file=sys.stderr)
+        log.info(scale.describe())
         return scale
 
     scenarios, camera, default_z1 = _build_scenarios(
@@ -248,11 +251,10 @@ def optimize(
     )
     effect = latent_effect(model, adapter.cond, adapter.z2_init)
     if effect < LATENT_EFFECT_WARNING and any(m in Z2_METHODS for m in wanted):
-        print(
+        log.warning(
             f"warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by {100 * effect:.2g}% "
             f"of its norm (max |z_proj weight| {float(model.z_proj.weight.detach().abs().max()):.3g}); steering z2 cannot move "
-            "its samples, so the z2 methods will return their start. Train longer (the latent path learns from zero).",
-            file=sys.stderr,
+            "its samples, so the z2 methods will return their start. Train longer (the latent path learns from zero)."
         )
     results = run_methods(adapter, config, wanted, budget_s=budget_s, seed=seed, progress=progress)
     eval_noise = adapter.draw_noise(config.eval_draws, torch.Generator(device=dev).manual_seed(seed + 1))

@@ -7,8 +7,8 @@ file and the field), the conversion of a validated batch to :class:`navintent.st
 
 from __future__ import annotations
 
+import logging
 import pickle
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from torch.utils.data import default_collate
 from navintent.data.sources import load_inference_split
 from navintent.metric_scale import MetricScale
 from navintent.steering.scenarios import Scenarios
+
+log = logging.getLogger(__name__)
 
 SAMPLE_FIELDS: dict[str, tuple[bool, str, int]] = {
     # name: (required, dtype kind, rank)
@@ -178,7 +180,7 @@ def load_data_sample(
     if metric_scale is None and "metric_scale" not in sample and fallback_scale is not None:
         fallback = fallback_scale().metres_per_unit
     elif metric_scale is None and "metric_scale" in sample:
-        print(f"metric scale from {path}'s metric_scale field (the data being read)", file=sys.stderr)
+        log.info(f"metric scale from {path}'s metric_scale field (the data being read)")
     return scenarios_from_sample(sample, metric_scale, fallback=fallback)
 
 

@@ -14,7 +14,7 @@ Files in ``out_dir`` (rank 0): ``latest.pt`` (always the newest checkpoint; a ha
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from navintent.training.checkpoints import LATEST, checkpoint_config, resume_che
 from navintent.training.distributed import init_distributed
 from navintent.training.sources import spacing_warnings, training_sources
 from navintent.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,9 +128,10 @@ def train(
     EMA weights in the packaged (pickled) format there. ``progress``: progress bars (rank 0).
 
     Under ``torchrun`` every process calls it: it joins the process group, trains its shard, and leaves the group
-    before returning; rank 0 alone writes. Prints (stderr, rank 0): ``notes`` (e.g. from :func:`training_config`),
-    a note when the data has no test split (evaluation is then skipped), a warning per dataset whose
-    ``metric_waypoint_spacing`` does not fit its poses, and each dataset's metres per normalised unit.
+    before returning; rank 0 alone writes. Logs (logger ``navintent.training.api``, rank 0; ``navintent train``
+    prints them on stderr): at INFO ``notes`` (e.g. from :func:`training_config`), a note when the data has no test
+    split (evaluation is then skipped) and each dataset's metres per normalised unit; at WARNING one line per
+    dataset whose ``metric_waypoint_spacing`` does not fit its poses.
 
     Errors: ``FileNotFoundError`` for a missing ``resume`` checkpoint; ``ValueError`` for no or unusable data (a
     missing folder, no non-empty train split, fewer samples than a batch per process), a resume checkpoint that
@@ -153,15 +156,15 @@ def train(
             notes.append(f"note: {where} has no test split; evaluation is skipped")
         scales = training_scales(train_set)
         if info.is_main:
-            notes += spacing_warnings(train_set, config.model)
             for line in notes:
-                print(line, file=sys.stderr)
+                log.info(line)
+            for line in spacing_warnings(train_set, config.model):
+                log.warning(line)
             for scale in scales:
-                print(
+                log.info(
                     f"dataset {scale.dataset}: {scale.metres_per_unit:.4g} m per normalised unit "
                     f"(metric_waypoint_spacing {scale.metric_waypoint_spacing:.4g} m x waypoint_spacing "
-                    f"{scale.waypoint_spacing}{'' if scale.normalize else '; normalize: false, so metres'})",
-                    file=sys.stderr,
+                    f"{scale.waypoint_spacing}{'' if scale.normalize else '; normalize: false, so metres'})"
                 )
         trainer = Trainer(
             config,

@@ -286,3 +286,15 @@ def test_cli_writes_the_files_and_warns(intent_ckpt, tmp_path, capsys):
     assert "model: NoMaD without the latent" in captured.out
     assert "warning: NoMaD's deployment code cannot build this model size" in captured.err
     assert len(torch.load(out, weights_only=True)) == 561
+
+
+def test_convnet_model_round_trips_and_warns_that_nomad_cannot_build_it(tiny, tmp_path):
+    tc = tiny.replace(model=tiny.model.replace(obs_encoder="convnet"))
+    path, _, _ = _intent_checkpoint(tmp_path / "convnet.pt", tc)
+    result = export_nomad(path, tmp_path / "nomad.pth", latent="none")
+    assert any("obs_encoder='convnet'" in w for w in result.warnings)
+    exported, source = load_policy(result.weights_path, config=result.yaml_path), load_policy(path)
+    assert exported.config.obs_encoder == "convnet"
+    obs, goal, _ = _inputs(tc.model)
+    with torch.no_grad():
+        assert torch.equal(exported.encode(obs, goal), source.encode(obs, goal))

@@ -165,7 +165,9 @@ class ModelConfig(ConfigBase):
     vision encoder sees ``context_size + 1`` observation frames plus one goal token.
     ``action_min``/``action_max`` are the per-axis bounds that map waypoint deltas (in units of
     ``metric_waypoint_spacing * waypoint_spacing``) to [-1, 1]; they travel with every checkpoint.
-    ``z_dim`` is the width of ``latent_z`` fed through the zero-initialised ``z_proj``.
+    ``z_dim`` is the width of ``latent_z`` fed through the zero-initialised ``z_proj``. ``obs_encoder``: the image
+    trunk, NoMaD's ``efficientnet-b0`` or navintent's small ``convnet`` (trains in CPU minutes; NoMaD's deployment
+    code cannot build it, ``navintent export`` says so).
     """
 
     encoding_size: int = 256
@@ -229,8 +231,11 @@ class ModelConfig(ConfigBase):
         for name in ("learn_angle", "cond_predict_scale"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.obs_encoder != "efficientnet-b0":
-            raise ValueError(f"obs_encoder must be 'efficientnet-b0' (NoMaD's), got {self.obs_encoder!r}")
+        if self.obs_encoder not in ("efficientnet-b0", "convnet"):
+            raise ValueError(
+                f"obs_encoder must be 'efficientnet-b0' (NoMaD's) or 'convnet' (navintent's small trunk, "
+                f"navintent.models.vision.ConvNetTrunk), got {self.obs_encoder!r}"
+            )
         if self.encoding_size % self.mha_num_attention_heads:
             raise ValueError(
                 "encoding_size must be divisible by mha_num_attention_heads, got "

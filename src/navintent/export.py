@@ -203,6 +203,11 @@ def nomad_deployment_warnings(config: ModelConfig, scheduler: SchedulerConfig) -
     Not refusals: navintent's ``load_policy(OUT.pth, config=OUT.yaml)`` still rebuilds the model.
     """
     out = []
+    if config.obs_encoder != "efficientnet-b0":
+        out.append(
+            f"NoMaD's deployment code cannot build this model's image trunks: it builds EfficientNet-B0, this model "
+            f"has obs_encoder={config.obs_encoder!r}; navintent's load_policy(OUT.pth, config=OUT.yaml) loads it"
+        )
     unet = {
         k: getattr(config, k) for k in NOMAD_UNET_DEFAULTS if getattr(config, k) != NOMAD_UNET_DEFAULTS[k]
     }

@@ -184,3 +184,34 @@ def test_nomad_size_parameter_counts():
     assert "vision_encoder.sa_layer.self_attn.in_proj_weight" in sd
     assert "vision_encoder.goal_encoder._fc.weight" in sd
     assert sd["vision_encoder.goal_encoder._conv_stem.weight"].shape == (32, 6, 3, 3)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (96, 64)])
+def test_convnet_trunk_encodes_with_the_goal_mask_semantics(size):
+    """obs_encoder 'convnet': [N, C, H, W] -> [N, 2048] per trunk, then NoMaD's tokens and goal masking unchanged."""
+    from navintent.models.vision import ConvNetTrunk
+
+    config = preset_model_config("tiny").replace(obs_encoder="convnet", image_size=size)
+    torch.manual_seed(0)
+    model = NoMaDPolicy(config).eval()
+    assert isinstance(model.vision_encoder.goal_encoder, ConvNetTrunk)
+    assert model.vision_encoder.goal_encoder.layers[0].in_channels == 6
+    w, h = size
+    assert model.vision_encoder.obs_encoder(torch.zeros(2, 3, h, w)).shape == (2, 2048)
+    obs, goal = _inputs(config)
+    with torch.no_grad():
+        visible = model.encode(obs, goal, torch.zeros(B, dtype=torch.long))
+        hidden = model.encode(obs, goal, torch.ones(B, dtype=torch.long))
+        other = model.encode(obs, torch.randn_like(goal), torch.ones(B, dtype=torch.long))
+    assert visible.shape == (B, config.encoding_size)
+    assert (visible - hidden).abs().max() > 1e-4
+    torch.testing.assert_close(other, hidden, rtol=0, atol=1e-6)
+    trunk_params = sum(p.numel() for p in model.vision_encoder.obs_encoder.parameters())
+    assert trunk_params < 300_000  # vs about 4 M for EfficientNet-B0
+
+
+def test_obs_encoder_rejects_unknown_names():
+    with pytest.raises(
+        ValueError, match="obs_encoder must be 'efficientnet-b0' .* or 'convnet'.*got 'resnet'"
+    ):
+        ModelConfig(obs_encoder="resnet")

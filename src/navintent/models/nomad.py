@@ -72,6 +72,7 @@ class NoMaDPolicy(nn.Module):
             num_layers=config.mha_num_attention_layers,
             ff_dim_factor=config.mha_ff_dim_factor,
             dropout=config.mha_dropout,
+            obs_encoder=config.obs_encoder,
         )
         self.noise_pred_net = ConditionalUnet1D(
             input_dim=config.action_dim,

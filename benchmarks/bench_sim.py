@@ -85,7 +85,7 @@ def main() -> None:
     expert_img = steps / (time.perf_counter() - t0)
     t0, steps = time.perf_counter(), 0
     for s in scenes:
-        steps += rollout(lambda c, g: np.array([[0.05, 0.0], [0.1, 0.0], [0.15, 0.01]]), s, 100).metrics.steps
+        steps += rollout(lambda step: np.array([[0.05, 0.0], [0.1, 0.0], [0.15, 0.01]]), s, 100).metrics.steps
     policy = steps / (time.perf_counter() - t0)
     print(f"expert steps/s, no rendering: {expert:8.0f}")
     print(f"expert steps/s, rendering   : {expert_img:8.0f}  ({expert_img / expert:.2f}x of no rendering)")

@@ -26,7 +26,6 @@ import navintent.evaluation as _evaluation
 
 # old names that moved elsewhere or changed name -> (module, new name)
 _RENAMED: dict[str, tuple[str, str]] = {
-    "_ObservedRenderer": ("navintent.evaluation.scenes", "ObservedRenderer"),
     "_PedestrianTracker": ("navintent.evaluation.scenes", "PedestrianTracker"),
     "register": ("navintent.commands.evaluate", "register"),
     "run_evaluate_cli": ("navintent.commands.evaluate", "run_evaluate_cli"),

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from navintent.sim import World, predict_agents_at, to_robot_frame
 
@@ -46,6 +47,31 @@ def test_predict_agents_at_replays_recorded_poses(make_corridor):
         world.step(0.2, 0.05)
         poses.append(world.pose.copy())
     np.testing.assert_array_equal(predict_agents_at(scene, np.array(poses), 4), world.predict_agents(4))
+
+
+def test_world_replay_rebuilds_the_live_state(make_corridor):
+    """World.replay / follow: the pedestrians' exact state of an episode from its recorded robot poses."""
+    scene = make_corridor(routes=[[[4.0, 3.2], [0.5, 3.2]], [[2.0, 5.0], [2.0, 1.0]]], speeds=[0.3, 0.25])
+    live = World(scene)
+    poses = [live.pose.copy()]
+    for k in range(9):
+        live.step(0.2, 0.1 * (-1) ** k)
+        poses.append(live.pose.copy())
+    replayed = World(scene)
+    replayed.step(0.3, 0.0)  # replay starts from scratch whatever the world did before
+    replayed.replay(np.array(poses))
+    assert replayed.t == live.t == 9
+    np.testing.assert_array_equal(replayed.pose, live.pose)
+    np.testing.assert_array_equal(replayed.ped_positions, live.ped_positions)
+    np.testing.assert_array_equal(replayed.ped_velocities, live.ped_velocities)
+    np.testing.assert_array_equal(replayed.predict_agents(3), live.predict_agents(3))
+    stepwise = World(scene)
+    stepwise.replay(np.array(poses[:1]))
+    for pose in poses[1:]:
+        stepwise.follow(pose)
+    np.testing.assert_array_equal(stepwise.ped_positions, live.ped_positions)
+    with pytest.raises(ValueError, match=r"poses must have shape \[t \+ 1, 3\], got \(2, 2\)"):
+        replayed.replay(np.zeros((2, 2)))
 
 
 def test_to_robot_frame():

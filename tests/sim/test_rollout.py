@@ -1,3 +1,5 @@
+from dataclasses import FrozenInstanceError
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from navintent.sim.rollout import compute_metrics, rollout, time_to_collision
 HEAD_ON = [[4.5, 3.0], [0.5, 3.0]]  # walks straight at a robot starting at (1, 3) facing +x
 
 
-def straight(context, goal):
+def straight(step):
     return np.array([[0.05 * k, 0.0] for k in range(1, 9)])
 
 
@@ -26,7 +28,7 @@ def test_scripted_avoidance_records_no_collision(make_corridor):
     scene = make_corridor(routes=[HEAD_ON], speeds=[0.3], robot_strength=0.0)
     calls = []
 
-    def swerve(context, goal):
+    def swerve(step):
         calls.append(1)
         turn = len(calls) <= 8
         return np.array([[0.1, 0.1]] * 3) if turn else np.array([[0.05, 0.0], [0.1, 0.0], [0.15, 0.0]])
@@ -48,7 +50,7 @@ def test_driving_into_a_wall_is_blocked_and_counted(make_corridor):
 def test_rollout_reaches_goal_and_replays_exactly(make_corridor):
     scene = make_corridor(routes=[[[3.0, 5.0], [3.0, 4.0]]], speeds=[0.3])
 
-    def to_goal(context, goal):
+    def to_goal(step):
         return np.array([[0.05, 0.0], [0.1, 0.0], [0.15, 0.0]])
 
     a = rollout(to_goal, scene, 120, context_size=2, record_images=True)
@@ -67,9 +69,9 @@ def test_policy_sees_context_oldest_first_padded_with_the_first_frame(make_corri
     scene = make_corridor()
     seen = []
 
-    def record(context, goal):
-        seen.append(context.copy())
-        assert goal.shape == (96, 96, 3) and goal.dtype == np.uint8
+    def record(step):
+        seen.append(step.context.copy())
+        assert step.goal_image.shape == (96, 96, 3) and step.goal_image.dtype == np.uint8
         return np.array([[0.0, 0.1]])  # turn in place so every frame differs
 
     result = rollout(record, scene, 5, context_size=3, record_images=True)
@@ -80,9 +82,30 @@ def test_policy_sees_context_oldest_first_padded_with_the_first_frame(make_corri
     np.testing.assert_array_equal(seen[4], frames[1:5])
 
 
+def test_policy_is_given_the_simulator_state_of_its_step(make_corridor):
+    scene = make_corridor(routes=[HEAD_ON], speeds=[0.3])
+    seen = []
+
+    def record(step):
+        seen.append(step)
+        return np.array([[0.05, 0.02]])
+
+    result = rollout(record, scene, 6)
+    assert [s.t for s in seen] == list(range(result.metrics.steps)) and len(seen) == 6
+    for s in seen:
+        np.testing.assert_array_equal(s.pose, result.poses[s.t])
+        np.testing.assert_array_equal(s.ped_positions, result.agents[s.t])
+    world = World(scene)
+    world.replay(result.poses[:4])
+    np.testing.assert_array_equal(seen[3].ped_velocities, world.ped_velocities)
+    assert np.abs(seen[3].ped_velocities).sum() > 0  # the pedestrian is walking
+    with pytest.raises(FrozenInstanceError):
+        seen[0].t = 5
+
+
 def test_bad_policy_output_is_rejected(make_corridor):
     with pytest.raises(ValueError, match=r"\[T, 2\]"):
-        rollout(lambda c, g: np.zeros(3), make_corridor(), 3)
+        rollout(lambda step: np.zeros(3), make_corridor(), 3)
 
 
 def test_time_to_collision_against_hand_values():

@@ -112,7 +112,6 @@ _EXPORTS: dict[str, str] = {
     "free_walk": "scenes",
     "target_pedestrian": "scenes",
     "reference_from_plan": "scenes",
-    "ObservedRenderer": "scenes",
     "PedestrianTracker": "scenes",
     "ClosedLoopPolicy": "policy",
     "Episode": "closed_loop",
@@ -163,7 +162,6 @@ if TYPE_CHECKING:
     from navintent.evaluation.policy import ClosedLoopPolicy
     from navintent.evaluation.report import TABLE_COLUMNS, TASK_COLUMNS, ci_table, markdown_table, write_json
     from navintent.evaluation.scenes import (
-        ObservedRenderer,
         PedestrianTracker,
         evaluation_scenes,
         free_walk,
@@ -183,7 +181,6 @@ __all__ = [
     "METHODS",
     "NOISE_STEERING",
     "NOMINAL",
-    "ObservedRenderer",
     "PedestrianTracker",
     "STEERING_METHODS",
     "SceneResult",

@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from navintent.evaluation.metrics import (
     mean_finite,
 )
 from navintent.evaluation.policy import ClosedLoopPolicy
-from navintent.evaluation.scenes import ObservedRenderer, evaluation_scenes, free_walk, target_pedestrian
+from navintent.evaluation.scenes import evaluation_scenes, free_walk, target_pedestrian
 from navintent.evaluation.tasks import (
     RecordedMap,
     TaskEpisode,
@@ -46,7 +46,7 @@ from navintent.evaluation.tasks import (
     record_topomap,
 )
 from navintent.sim.render import SceneRenderer
-from navintent.sim.rollout import rollout, run_expert
+from navintent.sim.rollout import Step, rollout, run_expert
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,10 @@ def run_episode(
         result = run_expert(scene, max_steps=config.explore_steps if task == "explore" else max_steps)
         policy = None
     else:
-        observer = ObservedRenderer(SceneRenderer(scene))
+        renderer = SceneRenderer(scene)
         try:
             policy = ClosedLoopPolicy(
-                loaded, method, scene, observer, config=config, metric_scale=metric_scale, target=target,
+                loaded, method, scene, config=config, metric_scale=metric_scale, target=target,
                 seed=config.seed * 100_003 + scene.seed, budget_s=budget_s, goal_masked=task == "explore",
             )  # fmt: skip
             policy_fn, should_stop, horizon = policy, None, max_steps
@@ -155,14 +155,15 @@ def run_episode(
                 )  # fmt: skip
                 t_pred = loaded.model.config.len_traj_pred
 
-                def policy_fn(context: np.ndarray, goal_image: np.ndarray) -> np.ndarray:
+                def policy_fn(step: Step) -> np.ndarray:
                     t0 = time.perf_counter()
-                    loc = navigator.localise(list(context))
+                    loc = navigator.localise(list(step.context))
                     if loc.reached_goal:
                         declared.append(len(steps))
                         waypoints = np.zeros((t_pred, 2))  # stand still: the navigator is at the goal
-                    else:
-                        waypoints = policy(context, recorded.topomap.images[loc.subgoal_node])
+                    else:  # the policy plans towards the subgoal node's image
+                        subgoal = recorded.topomap.images[loc.subgoal_node]
+                        waypoints = policy(replace(step, goal_image=subgoal))
                     ms = (time.perf_counter() - t0) * 1000.0
                     steps.append(DeployStep(True, waypoints[config.waypoint_index], None, None, ms,
                                             loc.closest_node, loc.subgoal_node, loc.window, loc.distances,
@@ -176,9 +177,9 @@ def run_episode(
                 horizon = config.explore_steps
                 plan = policy
 
-                def policy_fn(context: np.ndarray, goal_image: np.ndarray) -> np.ndarray:
+                def policy_fn(step: Step) -> np.ndarray:
                     t0 = time.perf_counter()
-                    waypoints = plan(context, goal_image)
+                    waypoints = plan(step)
                     steps.append(
                         DeployStep(
                             True,
@@ -190,10 +191,10 @@ def run_episode(
 
             result = rollout(
                 policy_fn, scene, horizon, context_size=loaded.model.config.context_size,
-                waypoint_index=config.waypoint_index, renderer=observer, should_stop=should_stop,
+                waypoint_index=config.waypoint_index, renderer=renderer, should_stop=should_stop,
             )  # fmt: skip
         finally:
-            observer.close()
+            renderer.close()
     seconds = time.perf_counter() - start
     row = _episode_row(method, scene, result, free, target, seconds, policy)
     if method != "expert" and task != "goal-image":

@@ -27,9 +27,10 @@ from torch import Tensor
 from navintent.checkpoint import LoadedModel
 from navintent.diffusion import SamplerNoise, build_sampler, policy_eps_fn
 from navintent.evaluation.config import LATENT_METHODS, METHODS, EvalConfig
-from navintent.evaluation.scenes import ObservedRenderer, PedestrianTracker, reference_from_plan
+from navintent.evaluation.scenes import PedestrianTracker, reference_from_plan
 from navintent.objectives import Objective, deltas_to_metric, gaussian_nll, noise_nll, standard_normal_nll
 from navintent.sim import to_robot_frame
+from navintent.sim.rollout import Step
 from navintent.steering import DiffusionAdapter, MethodResult, Scenarios, Z2OptimConfig
 from navintent.steering import methods as steer_methods
 from navintent.transforms import prepare_frames
@@ -66,7 +67,7 @@ class ReferenceLatent(LatentSource):
 
     def latent(self, policy, tokens, goal_mask):
         plan = reference_from_plan(
-            policy.scene.path, policy.observer.poses[-1], policy.loaded.ref_horizon, policy.metric_scale,
+            policy.scene.path, policy.poses[-1], policy.loaded.ref_horizon, policy.metric_scale,
             policy.model.intent_config.ref_dim,
         )  # fmt: skip
         ref = torch.as_tensor(plan, dtype=torch.float32, device=policy.device)[None]
@@ -207,9 +208,12 @@ def steering(method: str) -> Steering:
 # ------------------------------------------------------------------------------------------------ the policy
 class ClosedLoopPolicy:
     """``policy_fn`` for :func:`navintent.sim.rollout.rollout` implementing one method (see
-    :mod:`navintent.evaluation`): called with the context frames ``[C, H, W, 3]`` (uint8) and the goal image
-    ``[H, W, 3]``, returns waypoints ``[T, 2]`` (m, robot frame). ``goal_masked``: the goal token is hidden
-    (exploration; the goal image is then ignored).
+    :mod:`navintent.evaluation`): called with every :class:`navintent.sim.rollout.Step` of the episode in order
+    (context frames ``[C, H, W, 3]`` uint8, goal image ``[H, W, 3]``, the robot's pose and the pedestrians), returns
+    waypoints ``[T, 2]`` (m, robot frame). ``goal_masked``: the goal token is hidden (exploration; the goal image is
+    then ignored). ``poses`` / ``peds``: the robot poses ``[3]`` and pedestrian positions ``[N, 2]`` (world) of the
+    steps seen so far; the steering methods replay the pedestrians along them (:class:`PedestrianTracker`) to
+    predict the target's future, so the policy must be given every step (a skipped step raises ``ValueError``).
 
     After the episode: ``z1_loglik`` / ``z2_loglik`` / ``noise_loglik`` (nats) / ``plans`` (``[T, 2]`` m) lists per
     control step, ``reoptimisations``, ``optimisation_seconds`` (per re-optimisation). Noise methods hold
@@ -222,7 +226,6 @@ class ClosedLoopPolicy:
         loaded: LoadedModel,
         method: str,
         scene,
-        observer: ObservedRenderer,
         *,
         config: EvalConfig,
         metric_scale: float,
@@ -237,7 +240,7 @@ class ClosedLoopPolicy:
         if method in LATENT_METHODS and not loaded.is_intent:
             raise ValueError(f"method {method!r} needs a two-stage intent checkpoint (Encoder1/Encoder2)")
         self.loaded, self.model, self.method, self.scene = loaded, loaded.model, method, scene
-        self.observer, self.config = observer, config
+        self.config = config
         self.metric_scale, self.target = float(metric_scale), int(target)
         self.latent_source = latent_source(method, loaded)
         self.steering = steering(method)
@@ -255,7 +258,8 @@ class ClosedLoopPolicy:
         self.progress = progress
         self.goal_masked = bool(goal_masked)
         self.tracker = PedestrianTracker(scene) if self.steering.predicts_agents else None
-        self.calls = 0
+        self.poses: list[np.ndarray] = []
+        self.peds: list[np.ndarray] = []
         self.z2_star: Tensor | None = None
         self.guide_scale: Tensor | None = None
         self.z1_loglik: list[float] = []
@@ -270,10 +274,10 @@ class ClosedLoopPolicy:
     # --- pieces the strategies use -------------------------------------------------------------------
     def target_future(self) -> Tensor:
         """Target's positions ``[1, T, 1, 2]`` (m, current robot frame) at the waypoint times."""
-        self.tracker.sync(self.observer.poses, self.observer.peds)
+        self.tracker.sync(self.poses, self.peds)
         t_pred, ws = self.model.config.len_traj_pred, self.loaded.waypoint_spacing
         future = self.tracker.predict(t_pred * ws)[ws - 1 :: ws, self.target]  # [T, 2]
-        local = to_robot_frame(future, self.observer.poses[-1])
+        local = to_robot_frame(future, self.poses[-1])
         return torch.as_tensor(local, dtype=torch.float32, device=self.device).view(1, t_pred, 1, 2)
 
     def adapter(self, obs: Tensor, goal: Tensor, ref: Tensor | None, z1: Tensor | None) -> DiffusionAdapter:
@@ -335,12 +339,17 @@ class ClosedLoopPolicy:
         return deltas_to_metric(x, cfg.action_min, cfg.action_max, self.metric_scale)[0]
 
     # --- the policy ------------------------------------------------------------------------------------
-    def __call__(self, context: np.ndarray, goal_image: np.ndarray) -> np.ndarray:
+    def __call__(self, state: Step) -> np.ndarray:
         mc = self.model.config
-        step = self.calls
-        self.calls += 1
-        obs = torch.from_numpy(prepare_frames(context, mc.image_size))[None].to(self.device)
-        goal = torch.from_numpy(prepare_frames(goal_image[None], mc.image_size))[None].to(self.device)
+        step = len(self.poses)
+        if state.t != step:
+            raise ValueError(
+                f"ClosedLoopPolicy must be given every step in order: expected step {step}, got {state.t}"
+            )
+        self.poses.append(state.pose)
+        self.peds.append(state.ped_positions)
+        obs = torch.from_numpy(prepare_frames(state.context, mc.image_size))[None].to(self.device)
+        goal = torch.from_numpy(prepare_frames(state.goal_image[None], mc.image_size))[None].to(self.device)
         goal_mask = torch.full((1,), int(self.goal_masked), dtype=torch.long, device=self.device)
         with torch.no_grad():
             cond, tokens = self.model.encode(obs, goal, goal_mask, return_tokens=True)

@@ -2,9 +2,8 @@
 
 Owns: the scene seeds (``EVAL_SEED_BASE + 1000 * seed + i``, small integers, while ``navintent make-data`` draws
 32-bit ``SeedSequence`` hashes, so they never collide), the robot-free pedestrian walk, the target pedestrian, the
-expert's plan as Encoder1's reference, and the two helpers that follow an episode's simulator state from outside
-the rollout: :class:`ObservedRenderer` (records the pose and pedestrians of every rendered frame) and
-:class:`PedestrianTracker` (replays the pedestrians along those poses to predict their future).
+expert's plan as Encoder1's reference, and :class:`PedestrianTracker`, which replays an episode's pedestrians
+along the robot poses a policy was given (:class:`navintent.sim.rollout.Step`) to predict their future.
 """
 
 from __future__ import annotations
@@ -79,44 +78,25 @@ def reference_from_plan(
     return np.concatenate([local, np.cos(rel)[:, None], np.sin(rel)[:, None]], axis=1)
 
 
-class ObservedRenderer:
-    """Wraps a :class:`navintent.sim.render.SceneRenderer` and records the state of every rendered frame (the
-    rollout renders once per step, before asking the policy): ``poses`` and ``peds`` (world)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.poses: list[np.ndarray] = []
-        self.peds: list[np.ndarray] = []
-
-    def goal_image(self) -> np.ndarray:
-        return self.inner.goal_image()
-
-    def render(self, pose, ped_positions, camera: str = "robot_cam") -> np.ndarray:
-        self.poses.append(np.array(pose, dtype=np.float64))
-        self.peds.append(np.array(ped_positions, dtype=np.float64))
-        return self.inner.render(pose, ped_positions, camera)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class PedestrianTracker:
     """Replays the episode's pedestrians incrementally along the observed robot poses (as
-    :func:`navintent.sim.world.predict_agents_at` does from scratch) so predictions cost O(1) per step."""
+    :func:`navintent.sim.world.predict_agents_at` does from scratch, through :meth:`navintent.sim.World.replay`
+    and :meth:`~navintent.sim.World.follow`) so predictions cost O(1) per step."""
 
     def __init__(self, scene) -> None:
         self.world = World(scene)
         self.k = 0
 
     def sync(self, poses: list[np.ndarray], peds: list[np.ndarray]) -> None:
-        world, robot = self.world, self.world.config.robot
+        """Catch up with the episode: ``poses`` (``[3]`` each) and ``peds`` (``[N, 2]`` each) of steps ``0..t``
+        (a list that only grows between calls). Raises ``RuntimeError`` when the replayed pedestrians are not at
+        ``peds[-1]`` (the replay diverged from the rollout)."""
+        world = self.world
         if self.k == 0:
-            world.pose = poses[0].copy()
+            world.replay(np.asarray(poses[:1]))
         while self.k < len(poses) - 1:
-            world.ped_state = world.pedestrians.step(world.ped_state, robot.dt, world.pose[:2], robot.radius)
             self.k += 1
-            world.pose = poses[self.k].copy()
-            world.t = self.k
+            world.follow(poses[self.k])
         if not np.allclose(world.ped_positions, peds[-1], atol=1e-9):
             raise RuntimeError(f"pedestrian replay diverged from the rollout at step {self.k}")
 

@@ -10,7 +10,7 @@ The single-threaded rasteriser costs ~40 % of render speed at 96 x 96 (measured:
 ``LP_NUM_THREADS=2``); set ``LP_NUM_THREADS`` yourself if your process never forks after rendering.
 
 Main entry points: :func:`generate_scene` (seeded world), :class:`World` (state, stepping,
-``predict_agents``), :func:`rollout` (a policy closed loop), :func:`run_expert`, :class:`SceneRenderer`,
+``predict_agents``, ``replay``), :func:`rollout` (a policy closed loop, given a :class:`Step` each control step), :func:`run_expert`, :class:`SceneRenderer`,
 :func:`record_dataset` (``navintent make-data``).
 """
 
@@ -32,6 +32,7 @@ from navintent.sim.render import SceneRenderer  # noqa: E402
 from navintent.sim.rollout import (  # noqa: E402
     RolloutMetrics,
     RolloutResult,
+    Step,
     compute_metrics,
     make_expert,
     rollout,
@@ -51,6 +52,7 @@ __all__ = [
     "SceneRenderer",
     "RolloutMetrics",
     "RolloutResult",
+    "Step",
     "compute_metrics",
     "make_expert",
     "record_dataset",

@@ -4,6 +4,10 @@ One step ``t``: render the camera at pose ``t`` (pedestrians at their step-``t``
 for a command, advance the world (see :class:`navintent.sim.world.World`). The episode ends when the robot
 is within ``goal_radius`` of the goal (checked before acting, so a robot starting at the goal takes 0 steps)
 or after ``max_steps`` steps.
+
+A policy gets one :class:`Step` per control step: the observation context and goal image it plans from, and the
+simulator state it may use (the robot's pose, the pedestrians' positions and velocities), so nothing has to wrap
+the renderer to learn them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,30 @@ from navintent.sim.robot import pd_follower
 from navintent.sim.scene import Scene
 from navintent.sim.world import World
 
-PolicyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+@dataclass(frozen=True)
+class Step:
+    """What a policy is given at control step ``t`` (before it acts). ``pose`` and the pedestrian arrays are copies
+    the policy may keep; ``goal_image`` is the same array every step (read it, do not write to it).
+
+    ``t``: the control step (0 = the start). ``context [C + 1, H, W, 3]`` uint8: the camera frames, oldest first,
+    current LAST (before ``C`` steps have passed, the first frame is repeated to fill the context).
+    ``goal_image [H, W, 3]`` uint8: the camera at the goal pose with pedestrians hidden. ``pose [3]``: the robot's
+    x, y (m, world frame) and yaw (rad) at step ``t``, where ``context[-1]`` was taken. ``ped_positions [N, 2]``
+    (m, world) and ``ped_velocities [N, 2]`` (m/s, world): the pedestrians at step ``t``, as drawn in
+    ``context[-1]`` (``N`` may be 0).
+    """
+
+    t: int
+    context: np.ndarray
+    goal_image: np.ndarray
+    pose: np.ndarray
+    ped_positions: np.ndarray
+    ped_velocities: np.ndarray
+
+
+# ``policy_fn(step) -> waypoints [T, 2]`` (m, current robot frame: x forward, y left)
+PolicyFn = Callable[[Step], np.ndarray]
 
 
 @dataclass
@@ -189,12 +216,14 @@ def rollout(
     reaches the goal, or when ``should_stop()`` turns true: it is asked before each step, e.g. a navigator that
     declared the goal).
 
-    ``policy_fn(obs_context, goal_image) -> waypoints``: ``obs_context [context_size + 1, H, W, 3]`` uint8 frames,
-    oldest first, current LAST (before ``context_size`` steps have passed, the first frame is repeated to fill
-    the context); ``goal_image [H, W, 3]`` uint8 = the camera at the goal pose with pedestrians hidden;
-    ``waypoints [T, 2]`` metres in the current robot frame (x forward, y left). Waypoint
-    ``min(waypoint_index, T - 1)`` (NoMaD deploys index 2) goes to :func:`~navintent.sim.robot.pd_follower`.
-    A renderer (:class:`~navintent.sim.render.SceneRenderer`) is created and closed here unless one is given.
+    ``policy_fn(step) -> waypoints``: ``step`` is a :class:`Step` (context of ``context_size + 1`` frames, goal
+    image, the robot's pose and the pedestrians' state at this step); ``waypoints [T, 2]`` metres in the current
+    robot frame (x forward, y left). Waypoint ``min(waypoint_index, T - 1)`` (NoMaD deploys index 2) goes to
+    :func:`~navintent.sim.robot.pd_follower`. A renderer (:class:`~navintent.sim.render.SceneRenderer`) is
+    created and closed here unless one is given.
+
+    Raises ``ValueError`` for ``context_size < 0`` or waypoints not of shape ``[T, 2]`` (T >= 1) and
+    :class:`navintent.errors.NumericalStopError` when the policy returns NaN/inf waypoints (naming the step).
     """
     if context_size < 0:
         raise ValueError(f"context_size must be >= 0, got {context_size}")
@@ -212,7 +241,10 @@ def rollout(
             frames.append(frame)
             recent = frames[-(context_size + 1) :]
             context = np.stack([recent[0]] * (context_size + 1 - len(recent)) + recent)
-            waypoints = np.asarray(policy_fn(context, goal_image), dtype=np.float64)
+            step = Step(
+                world.t, context, goal_image, world.pose.copy(), world.ped_positions, world.ped_velocities
+            )
+            waypoints = np.asarray(policy_fn(step), dtype=np.float64)
             if waypoints.ndim != 2 or waypoints.shape[1] != 2 or len(waypoints) == 0:
                 raise ValueError(f"policy_fn must return waypoints of shape [T, 2], got {waypoints.shape}")
             if not np.all(np.isfinite(waypoints)):

@@ -5,6 +5,10 @@ the robot's pose at ``t``, and the robot moves for ``dt`` with its command (simu
 move whose end point would overlap a wall or obstacle (clearance < robot radius) is blocked: the robot
 rotates but stays in place, and the step counts as a static collision. Pedestrians are not blocked by the
 robot (they are simulated, not physical); overlap counts as a pedestrian collision.
+
+Replay: pedestrians react to the robot, so their state at step ``t`` depends on the robot's past poses.
+:meth:`World.replay` (from the start) and :meth:`World.follow` (one step) rebuild it from recorded poses, the same
+update as :meth:`World.step` with the robot's motion taken from the record.
 """
 
 from __future__ import annotations
@@ -67,6 +71,27 @@ class World:
         self.pose = new
         self.t += 1
 
+    def follow(self, pose: np.ndarray) -> None:
+        """One control step along a recorded robot pose: the pedestrians move for ``dt`` reacting to the robot at
+        its current pose (exactly as in :meth:`step`), then the robot is put at ``pose [3]`` (x, y in m, yaw in
+        rad) instead of moving by a command (no collision check; ``last_static_collision`` is left as it was)."""
+        robot = self.config.robot
+        self.ped_state = self.pedestrians.step(self.ped_state, robot.dt, self.pose[:2], robot.radius)
+        self.pose = np.array(pose, dtype=np.float64)
+        self.t += 1
+
+    def replay(self, poses: np.ndarray) -> None:
+        """Reset, put the robot at ``poses[0]`` and :meth:`follow` ``poses[1:]``: afterwards the world is at step
+        ``t = len(poses) - 1`` with the pedestrians' exact state of an episode whose robot moved along
+        ``poses [t + 1, 3]`` (row k = the pose at step k). Raises ``ValueError`` for another shape."""
+        poses = np.asarray(poses, dtype=np.float64)
+        if poses.ndim != 2 or poses.shape[1] != 3 or len(poses) < 1:
+            raise ValueError(f"poses must have shape [t + 1, 3], got {poses.shape}")
+        self.reset()
+        self.pose = poses[0].copy()
+        for pose in poses[1:]:
+            self.follow(pose)
+
     def predict_agents(self, horizon: int) -> np.ndarray:
         """Pedestrians' future world positions ``[horizon, N, 2]`` after steps ``t+1 .. t+horizon``.
 
@@ -91,18 +116,11 @@ def predict_agents_at(scene: Scene, poses: np.ndarray, horizon: int) -> np.ndarr
     pedestrians' predicted world positions ``[horizon, N, 2]`` after step ``t`` (see :meth:`World.predict_agents`).
 
     Because pedestrians react to the robot, their state at step ``t`` depends on the robot's past poses,
-    which is why the recorded poses are needed (e.g. ``position``/``yaw`` of a recorded episode).
+    which is why the recorded poses are needed (e.g. ``position``/``yaw`` of a recorded episode). Raises
+    ``ValueError`` for ``poses`` not of shape ``[t + 1, 3]``.
     """
-    poses = np.asarray(poses, dtype=np.float64)
-    if poses.ndim != 2 or poses.shape[1] != 3 or len(poses) < 1:
-        raise ValueError(f"poses must have shape [t + 1, 3], got {poses.shape}")
     world = World(scene)
-    world.pose = poses[0].copy()
-    robot = scene.config.robot
-    for k in range(1, len(poses)):
-        world.ped_state = world.pedestrians.step(world.ped_state, robot.dt, world.pose[:2], robot.radius)
-        world.pose = poses[k].copy()
-        world.t = k
+    world.replay(poses)
     return world.predict_agents(horizon)
 
 

@@ -8,4 +8,4 @@ import sys
 from navintent.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["optimize-z2", *sys.argv[1:]]))
+    raise SystemExit(main(["optimize-z2", *sys.argv[1:]], report_errors=True))  # as the program: exit 2 / 3

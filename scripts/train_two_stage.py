@@ -12,4 +12,4 @@ import sys
 from navintent.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["train", *sys.argv[1:]]))
+    raise SystemExit(main(["train", *sys.argv[1:]], report_errors=True))  # as the program: exit 2 / 3

@@ -1,11 +1,12 @@
 """Does the trained policy see its goal? Train one recipe on sim data and report the goal-conditioning metrics.
 
-    OMP_NUM_THREADS=1 python benchmarks/goal_conditioning.py --out DIR [--preset demo|nomad] [--steps 700] \\
-        [--start-yaw-spread 180] [--set train.alpha=1e-3 ...]
+    OMP_NUM_THREADS=1 python benchmarks/goal_conditioning.py --out DIR [--preset demo|nomad] [--steps N] \\
+        [--start-yaw-spread DEG] [--via-points K] [--goals-per-start G] [--set train.alpha=1e-3 ...]
 
 1. Records ``--episodes`` expert episodes in the built-in world (``navintent make-data`` semantics, seed
-   ``--data-seed``; ``--start-yaw-spread`` sets :class:`navintent.sim.config.SceneConfig`'s ``start_yaw_spread``)
-   into ``DIR/data`` unless it is already there.
+   ``--data-seed``; ``--start-yaw-spread`` and ``--via-points`` set :class:`navintent.sim.config.SceneConfig`'s
+   fields, ``--goals-per-start`` the recorder's groups) into ``DIR/data`` unless it is already there (then it must
+   have been recorded with the same arguments).
 2. Trains ``--preset`` with the recipe (:data:`RECIPE` plus ``--set section.key=value``) for ``--steps`` steps with
    :func:`navintent.training.train` (as ``navintent train``; evaluation at the last step), wall-clock measured
    around it.
@@ -13,8 +14,9 @@
    Spearman and MAE, goal and goal-mask sensitivity with their displacements) and ADE with the reference / prior
    mean, as a Markdown row, and writes ``DIR/result.json``.
 
-The README's "Goal conditioning" table rows come from this recipe and its variants (each row's changes are named
-there).
+Defaults are the full ``navintent demo``'s plan (:data:`navintent.demo.PLANS`: episodes, start heading spread,
+steps, batch, lr, and :data:`RECIPE`), so with no options this measures the model the demo trains. The README's
+"Goal conditioning" table rows come from this recipe and its variants (each row's changes are named there).
 """
 
 from __future__ import annotations
@@ -26,15 +28,22 @@ from typing import Any
 
 import yaml
 
+from navintent.cli import configure_logging
+from navintent.demo import DATA_SEED, FULL, PLANS
 from navintent.sim.config import SceneConfig, SimConfig
 from navintent.sim.recorder import record_dataset
 from navintent.training import train, training_config
 
-# The README's third row: the demo's sizes at 32 px, waypoint spacing 4, vision trained at 1/20 of the LR,
-# alpha 1e-3 (the distance loss weight at which both the distance head and the goal path learn), context 1.
+DEMO = PLANS[FULL]
+# The demo's model and training sections: 32 px, context 1, the small convnet trunks trained at the full LR,
+# waypoint spacing 4, alpha 1e-3 (the distance loss weight at which both the distance head and the goal path learn).
 RECIPE: dict[str, dict[str, Any]] = {
-    "model": {"image_size": [32, 32], "context_size": 1},
-    "train": {"waypoint_spacing": 4, "vision_lr_scale": 0.05, "alpha": 1.0e-3},
+    "model": {
+        "image_size": list(DEMO.model_image_size),
+        "context_size": DEMO.context_size,
+        "obs_encoder": DEMO.obs_encoder,
+    },
+    "train": {"waypoint_spacing": DEMO.waypoint_spacing, "alpha": DEMO.alpha},
 }
 METRICS = (
     "eval/dist_spearman",
@@ -81,17 +90,23 @@ def check_recorded(path: Path, episodes: int, seed: int, goals_per_start: int, s
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()  # the library's notes (dataset scale, config overrides) on stderr, as the command prints them
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="work folder: data, run, result.json")
     p.add_argument("--preset", choices=("tiny", "demo", "nomad"), default="demo")
-    p.add_argument("--steps", type=int, default=700, help="training steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="default %(default)s")
+    p.add_argument("--steps", type=int, default=DEMO.train_steps, help="training steps (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=DEMO.batch_size, help="default %(default)s")
     p.add_argument(
-        "--lr", type=float, default=2e-3, help="default %(default)s (the vision part: x vision_lr_scale)"
+        "--lr",
+        type=float,
+        default=DEMO.train_lr,
+        help="default %(default)s (the vision part: x vision_lr_scale)",
     )
-    p.add_argument("--episodes", type=int, default=120, help="default %(default)s")
-    p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--start-yaw-spread", type=float, default=SceneConfig.start_yaw_spread, help="degrees")
+    p.add_argument("--episodes", type=int, default=DEMO.episodes, help="default %(default)s")
+    p.add_argument("--data-seed", type=int, default=DATA_SEED, help="default %(default)s")
+    p.add_argument(
+        "--start-yaw-spread", type=float, default=DEMO.start_yaw_spread, help="degrees (default %(default)s)"
+    )
     p.add_argument(
         "--via-points", type=int, default=0, help="random points the expert's path passes through (default 0)"
     )

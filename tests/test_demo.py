@@ -4,7 +4,7 @@ import json
 
 from navintent import evaluation as ev
 from navintent.cli import main
-from navintent.demo import METRICS_KEYS, PLANS, QUICK
+from navintent.demo import METRICS_KEYS, PLANS, QUICK, spearman_text
 
 
 def test_quick_demo_end_to_end(tmp_path, capsys):
@@ -19,6 +19,7 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     plan = PLANS[QUICK]
     assert metrics["data"]["episodes"] == plan.episodes
     assert metrics["train"]["steps"] == plan.train_steps and "train/loss" in metrics["train"]["final"]
+    assert metrics["train"]["obs_encoder"] == plan.obs_encoder == "convnet"
     assert set(metrics["stages"]) == {"record", "train", "optimize", "evaluate", "experiments"}
     summary = metrics["closed_loop"]["summary"]
     assert list(summary) == list(ev.METHODS)  # every method ran, in order
@@ -46,7 +47,8 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         assert section in report
     assert ev.markdown_table(summary).splitlines()[0] in report
     final = metrics["train"]["final"]  # the goal-conditioning metrics of the last evaluation, in the report
-    assert f"distance head Spearman {final['eval/dist_spearman']:.2f}" in report
+    assert "`convnet` image trunks" in report
+    assert f"distance head Spearman {spearman_text(final['eval/dist_spearman'])} " in report
     assert f"goal sensitivity {final['eval/goal_sensitivity']:.2f}" in report
     opt_summary = json.loads((out / "optimize" / "report.json").read_text())["summary"]
     adam_nll = opt_summary["adam"]["realism_eval_draws_mean"]["z2_nll"]

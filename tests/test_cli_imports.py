@@ -19,7 +19,7 @@ def test_check_data_imports_neither_mujoco_nor_the_models(tmp_path):
         [sys.executable, "-c", PROBE, str(tmp_path)], capture_output=True, text=True, check=True
     ).stdout
     loaded = set(json.loads(out.strip().splitlines()[-1]))
-    assert "navintent.data.cli" in loaded  # the command ran
+    assert "navintent.commands.check_data" in loaded  # the command ran
     heavy = {m for m in loaded if m == "mujoco" or m.startswith(("navintent.sim", "navintent.models"))}
     heavy |= {
         m for m in loaded if m.startswith(("navintent.steering", "navintent.evaluation", "navintent.train"))

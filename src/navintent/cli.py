@@ -39,8 +39,8 @@ from navintent.errors import EXIT_INPUT, EXIT_OK, REPORTED_ERRORS, exit_code
 
 # command name -> module that registers it (a command module may register several names).
 COMMANDS: dict[str, str] = {
-    "check-data": "navintent.data.cli",
-    "split": "navintent.data.cli",
+    "check-data": "navintent.commands.check_data",
+    "split": "navintent.commands.split",
     "train": "navintent.commands.train",
     "make-data": "navintent.sim.cli",
     "sample": "navintent.sample",

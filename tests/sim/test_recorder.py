@@ -6,7 +6,7 @@ import yaml
 
 from navintent.cli import main
 from navintent.data import NavDataset
-from navintent.data.cli import check_dataset
+from navintent.data.check import check_dataset
 from navintent.sim.planner import path_arc_length
 
 NAME = "navintent_sim"

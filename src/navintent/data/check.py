@@ -1,4 +1,5 @@
-"""``navintent split`` and ``navintent check-data``.
+"""Checking NoMaD-format data: :func:`check_data` (``navintent check-data``, whose flags are in
+:mod:`navintent.commands.check_data`), :func:`inspect_dataset` and :func:`check_dataset` for one dataset.
 
 ``check-data`` takes one of three targets and checks every dataset in it, listing errors (the data cannot be
 used: exit status 1) apart from warnings (the data is used, but something looks wrong: exit status 0):
@@ -22,17 +23,17 @@ normalised training deltas (:mod:`navintent.data.spacing`). The configured spaci
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from navintent.cli import float_at_least, float_in, int_at_least
+from navintent.config import read_nomad_datasets, read_yaml_mapping
 from navintent.data.cache import decode_image
 from navintent.data.format import (
     TRAJ_DATA_FILE,
@@ -44,7 +45,6 @@ from navintent.data.format import (
     read_traj_names,
 )
 from navintent.data.spacing import SpacingReport, configured_spacing, spacing_report
-from navintent.data.split import split_dataset
 from navintent.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 SPLITS_DIR = "splits"
@@ -247,8 +247,6 @@ def nomad_config_targets(
     ``waypoint_spacing``, ``end_slack`` and ``metric_waypoint_spacing`` (given there, else looked up by name in
     the entry's ``data_config``, else ``data_config``, else the shipped file; ``metric_waypoint_spacing``
     overrides all). Raises what ``read_nomad_datasets`` raises for an unreadable config (naming the file)."""
-    from navintent.config import read_nomad_datasets
-
     targets, errors = [], []
     for spec in read_nomad_datasets(config_path):
         if metric_waypoint_spacing is not None:
@@ -280,8 +278,6 @@ def nomad_config_targets(
 def _model_int(config_path: Path, key: str, default: int) -> int:
     """``key`` of a flat nomad.yaml (top level) or of a sectioned navintent config (``model:``), else
     ``default``; ``ValueError`` naming file and key if it is not a non-negative integer."""
-    from navintent.config import read_yaml_mapping
-
     data = read_yaml_mapping(config_path, what="NoMaD config")
     section = data.get("model")
     where = "model." if isinstance(section, dict) else ""
@@ -291,158 +287,113 @@ def _model_int(config_path: Path, key: str, default: int) -> int:
     return value
 
 
-def _print_check(check: DatasetCheck, decode: bool) -> None:
-    t = check.target
-    splits = ", ".join(str(s) for s in t.split_folders) or "none"
-    images = "images decoded" if decode else "images not decoded"
-    print(
-        f"== {t.name}: {t.data_folder} ({len(check.trajectories)} valid trajectories, {check.num_poses} poses; "
-        f"{images}; splits: {splits})"
-    )
-    for line in check.errors:
-        print(f"ERROR: {line}")
-    for line in check.warnings:
-        print(f"WARNING: {line}")
-    if check.spacing is not None:
-        print(f"spacing: {check.spacing.summary()}")
-    print(f"{t.name}: {len(check.errors)} error(s), {len(check.warnings)} warning(s)")
+@dataclass
+class DataCheckReport:
+    """What :func:`check_data` found: ``what`` (the path or config checked), the ``errors`` and ``warnings`` found
+    before any dataset was inspected (layout, data config), and one :class:`DatasetCheck` per dataset, in order.
+    ``decode``: whether images were decoded."""
+
+    what: str
+    errors: list[str]
+    warnings: list[str]
+    checks: list[DatasetCheck]
+    decode: bool = True
+
+    @property
+    def num_errors(self) -> int:
+        return len(self.errors) + sum(len(c.errors) for c in self.checks)
+
+    @property
+    def num_warnings(self) -> int:
+        return len(self.warnings) + sum(len(c.warnings) for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        if self.num_errors:
+            return "errors found"
+        return "usable, with warnings" if self.num_warnings else "no problems found"
+
+    @property
+    def placeholders(self) -> list[str]:
+        """Placeholders such as ``<DATA_ROOT>`` still in the datasets' folders (a template config)."""
+        return sorted(
+            {p for c in self.checks for p in re.findall(r"<[A-Za-z_]+>", str(c.target.data_folder))}
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """:data:`navintent.errors.EXIT_CHECK_FAILED` if any error, else :data:`navintent.errors.EXIT_OK`."""
+        return EXIT_CHECK_FAILED if self.num_errors else EXIT_OK
 
 
-def _check_data(args: argparse.Namespace) -> int:
-    explicit = args.metric_waypoint_spacing
-    data_config = Path(args.data_config) if args.data_config is not None else None
+def check_data(
+    path: str | Path | None = None,
+    *,
+    config: str | Path | None = None,
+    splits: Sequence[str | Path] = (),
+    name: str | None = None,
+    metric_waypoint_spacing: float | None = None,
+    data_config: str | Path | None = None,
+    waypoint_spacing: int | None = None,
+    len_traj_pred: int | None = None,
+    context_size: int | None = None,
+    decode: bool = True,
+    progress: bool = True,
+) -> DataCheckReport:
+    """``navintent check-data`` as a call: check a dataset folder (``path``, with ``splits``), a data root
+    (``path`` holding ``splits/``) or every dataset of a NoMaD config (``config``); see the module docstring.
+
+    ``name``: the dataset name for the data-config lookup of a dataset folder (default: its folder name).
+    ``metric_waypoint_spacing``, ``data_config``: where the configured spacing comes from (module docstring).
+    ``waypoint_spacing``: for every dataset (None: 1, or each config dataset's own). ``len_traj_pred`` /
+    ``context_size``: None = ``config``'s, else 8 / 3. ``decode``: decode every image; ``progress``: progress bars.
+    Raises ``ValueError`` for targets that do not go together (``config`` with ``path``/``splits``, neither,
+    ``splits`` for a data root) and what reading ``config`` raises; problems in the data are the report's."""
+    data_config = Path(data_config) if data_config is not None else None
     errors: list[str] = []
     notes: list[str] = []
-    len_traj_pred, context_size = args.len_traj_pred, args.context_size
-    if args.config is not None:
-        if args.path is not None or args.split:
+    if config is not None:
+        if path is not None or splits:
             raise ValueError("check-data: give either --config NOMAD_YAML or a PATH (with --split), not both")
-        config = Path(args.config)
+        config = Path(config)
         targets, errors = nomad_config_targets(
-            config, metric_waypoint_spacing=explicit, data_config=data_config
+            config, metric_waypoint_spacing=metric_waypoint_spacing, data_config=data_config
         )
         len_traj_pred = len_traj_pred if len_traj_pred is not None else _model_int(config, "len_traj_pred", 8)
         context_size = context_size if context_size is not None else _model_int(config, "context_size", 3)
         what = str(config)
-    elif args.path is None:
+    elif path is None:
         raise ValueError("check-data: give a PATH (a dataset folder or a data root) or --config NOMAD_YAML")
     else:
-        path = Path(args.path)
+        path = Path(path)
         what = str(path)
         if (path / SPLITS_DIR).is_dir():
-            if args.split:
+            if splits:
                 raise ValueError(
                     f"--split: {path} is a data root; its splits are read from {path / SPLITS_DIR}"
                 )
             targets, errors, notes = data_root_targets(
-                path, metric_waypoint_spacing=explicit, data_config=data_config
+                path, metric_waypoint_spacing=metric_waypoint_spacing, data_config=data_config
             )
         else:
-            name = args.name or path.name
+            name = name or path.name
             try:
-                spacing, source = _spacing_for(name, explicit, data_config)
+                spacing, source = _spacing_for(name, metric_waypoint_spacing, data_config)
             except (ValueError, FileNotFoundError) as err:
                 errors.append(str(err))
                 spacing, source = None, f"unreadable data config {data_config}"
-            split_folders = tuple(Path(s) for s in args.split)
+            split_folders = tuple(Path(s) for s in splits)
             targets = [DatasetTarget(name, path, split_folders, spacing, source)]
-    if args.waypoint_spacing is not None:
-        targets = [dataclasses.replace(t, waypoint_spacing=args.waypoint_spacing) for t in targets]
-    len_traj_pred = 8 if len_traj_pred is None else len_traj_pred
-    context_size = 3 if context_size is None else context_size
-    for line in errors:
-        print(f"ERROR: {line}")
-    for line in notes:
-        print(f"WARNING: {line}")
-    n_errors, n_warnings = len(errors), len(notes)
-    placeholders = sorted({p for t in targets for p in re.findall(r"<[A-Za-z_]+>", str(t.data_folder))})
-    for target in targets:
-        check = inspect_dataset(
+    if waypoint_spacing is not None:
+        targets = [dataclasses.replace(t, waypoint_spacing=waypoint_spacing) for t in targets]
+    checks = [
+        inspect_dataset(
             target,
-            len_traj_pred=len_traj_pred,
-            context_size=context_size,
-            decode=not args.no_decode,
-            progress=not args.quiet,
+            len_traj_pred=8 if len_traj_pred is None else len_traj_pred,
+            context_size=3 if context_size is None else context_size,
+            decode=decode,
+            progress=progress,
         )
-        _print_check(check, decode=not args.no_decode)
-        n_errors += len(check.errors)
-        n_warnings += len(check.warnings)
-    verdict = "errors found" if n_errors else ("usable, with warnings" if n_warnings else "no problems found")
-    print(f"{what}: {len(targets)} dataset(s), {n_errors} error(s), {n_warnings} warning(s): {verdict}")
-    if placeholders:
-        print(
-            f"hint: the datasets' paths still hold the placeholder(s) {placeholders}: edit them to your folders"
-        )
-    return EXIT_CHECK_FAILED if n_errors else EXIT_OK
-
-
-def _split(args: argparse.Namespace) -> int:
-    train, test = split_dataset(args.dataset_dir, args.out, train_frac=args.train_frac, seed=args.seed)
-    print(
-        f"wrote {len(train)} train / {len(test)} test trajectories to {args.out}/{{train,test}}/{TRAJ_NAMES_FILE}"
-    )
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "check-data",
-        help="validate NoMaD-format data; list errors and warnings; exit 1 if any error",
-        description="Validate every trajectory (traj_data.pkl keys, shapes, finiteness, images vs poses, "
-        "optional ref_traj/agents), decode every image, check split files, and compare the measured metres per "
-        "frame with the configured metric_waypoint_spacing. PATH is a dataset folder (PATH/<traj>/...) or a data "
-        "root as make-data writes it (PATH/<name>/..., PATH/splits/<name>/{train,test}, PATH/data_config.yaml); "
-        "or give --config NOMAD_YAML to check the datasets of a NoMaD training config. Errors make the data "
-        "unusable (exit 1); warnings do not (exit 0).",
-    )
-    p.add_argument("path", nargs="?", metavar="PATH", help="a dataset folder or a data root")
-    p.add_argument(
-        "--config", metavar="NOMAD_YAML", help="check the datasets: block of a NoMaD training config"
-    )
-    p.add_argument(
-        "--split",
-        action="append",
-        default=[],
-        metavar="SPLIT_DIR",
-        help="(dataset folder only) also check SPLIT_DIR/traj_names.txt; repeatable",
-    )
-    p.add_argument(
-        "--name",
-        help="(dataset folder only) dataset name for the data-config lookup (default: the folder name)",
-    )
-    p.add_argument(
-        "--metric-waypoint-spacing",
-        type=float_at_least(0.0, strict=True),
-        metavar="M",
-        help="configured metres per frame to check against (overrides any data config)",
-    )
-    p.add_argument(
-        "--data-config",
-        metavar="YAML",
-        help="data_config.yaml of NoMaD's form to look the spacing up in by dataset name "
-        "(default: PATH/data_config.yaml of a data root, else the shipped NoMaD file)",
-    )
-    p.add_argument(
-        "--waypoint-spacing",
-        type=int_at_least(1),
-        help="frames between waypoints, for every dataset (default: 1, or each --config dataset's own)",
-    )
-    p.add_argument(
-        "--len-traj-pred", type=int_at_least(1), help="waypoints per action (default 8 or --config's)"
-    )
-    p.add_argument("--context-size", type=int_at_least(0), help="past frames (default 3 or --config's)")
-    p.add_argument("--no-decode", action="store_true", help="skip decoding images (only check they exist)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_check_data)
-
-    s = subparsers.add_parser(
-        "split",
-        help="write train/test traj_names.txt like NoMaD's data_split.py",
-        description="Shuffle (seeded) the trajectory folders of DATASET_DIR that contain traj_data.pkl and write "
-        "OUT/train/traj_names.txt and OUT/test/traj_names.txt.",
-    )
-    s.add_argument("dataset_dir", metavar="DATASET_DIR")
-    s.add_argument("--out", required=True, metavar="SPLIT_DIR")
-    s.add_argument("--train-frac", type=float_in(0.0, 1.0), default=0.8)
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(func=_split)
+        for target in targets
+    ]
+    return DataCheckReport(what, errors, notes, checks, decode=decode)

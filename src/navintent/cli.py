@@ -42,7 +42,7 @@ COMMANDS: dict[str, str] = {
     "check-data": "navintent.commands.check_data",
     "split": "navintent.commands.split",
     "train": "navintent.commands.train",
-    "make-data": "navintent.sim.cli",
+    "make-data": "navintent.commands.make_data",
     "sample": "navintent.sample",
     "optimize-z2": "navintent.commands.optimize_z2",
     "evaluate": "navintent.commands.evaluate",

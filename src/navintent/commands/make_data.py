@@ -1,16 +1,17 @@
-"""``navintent make-data``: record expert episodes in the built-in world as a NoMaD-format dataset."""
+"""``navintent make-data``: the argparse definition and a thin call of :func:`navintent.sim.recorder.record_dataset`
+(record expert episodes in the built-in world as a NoMaD-format dataset)."""
 
 from __future__ import annotations
 
 import argparse
 
 from navintent.cli import float_in, int_at_least
+from navintent.sim.config import SimConfig
+from navintent.sim.recorder import record_dataset
 
 
-def _make_data(args: argparse.Namespace) -> int:
-    from navintent.sim.config import SimConfig
-    from navintent.sim.recorder import record_dataset
-
+def run_make_data(args: argparse.Namespace) -> int:
+    """``navintent make-data``: :func:`record_dataset` with the parsed arguments; prints what was written."""
     config = SimConfig.load_yaml(args.config) if args.config else SimConfig()
     if args.image_size is not None:
         config = config.replace(camera=config.camera.replace(image_size=tuple(args.image_size)))
@@ -74,4 +75,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", help="SimConfig YAML (see navintent.sim.config); --image-size overrides its camera"
     )
-    p.set_defaults(func=_make_data)
+    p.set_defaults(func=run_make_data)

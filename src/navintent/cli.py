@@ -48,7 +48,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "navintent.commands.evaluate",
     "experiment": "navintent.commands.evaluate",
     "demo": "navintent.demo",
-    "export": "navintent.export",
+    "export": "navintent.commands.export",
 }
 
 

@@ -7,7 +7,7 @@ import argparse
 import logging
 
 from navintent.cli import _StderrHandler, configure_logging
-from navintent.metric_scale import add_metric_scale_arguments, metric_scale_for_command
+from navintent.commands.common import add_metric_scale_arguments, metric_scale_for_command
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -26,7 +26,6 @@ that is 0.05 m).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -209,41 +208,9 @@ def resolve_metric_scale(
     )
 
 
-# ------------------------------------------------------------------------------------------------ command glue
-def add_metric_scale_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--metric-scale``, ``--robot`` and ``--scale-dataset``, the same in every inference command."""
-    from navintent.cli import float_at_least
-
-    parser.add_argument(
-        "--metric-scale",
-        type=float_at_least(0.0, strict=True),
-        default=None,
-        help="metres per normalised unit (default: the data being read, else the checkpoint's training data, "
-        "else max_v / frame_rate of --robot)",
-    )
-    parser.add_argument(
-        "--robot",
-        type=Path,
-        default=None,
-        help="NoMaD robot.yaml (max_v, frame_rate) for a checkpoint that records no training scale (nomad.pth); "
-        f"default {NOMAD_MAX_V} m/s / {NOMAD_FRAME_RATE:g} Hz",
-    )
-    parser.add_argument(
-        "--scale-dataset",
-        default=None,
-        metavar="NAME",
-        help="for a checkpoint trained on datasets with different metres per unit: use this dataset's",
-    )
-
-
-def metric_scale_for_command(
-    args: argparse.Namespace, checkpoint: Sequence[TrainingScale] = (), data: Sequence[TrainingScale] = ()
-) -> MetricScale:
-    """:func:`resolve_metric_scale` from the arguments :func:`add_metric_scale_arguments` adds; prints the one
-    line that says which scale is used and where it came from (logged at INFO; the commands print it on stderr)."""
-    robot = RobotConfig.from_yaml(args.robot) if args.robot is not None else None
-    scale = resolve_metric_scale(
-        explicit=args.metric_scale, data=data, checkpoint=checkpoint, robot=robot, pick=args.scale_dataset
-    )
+def log_metric_scale(scale: MetricScale) -> MetricScale:
+    """Log ``scale.describe()`` at INFO, the one line every inference command prints (on stderr, through
+    :func:`navintent.cli.configure_logging`) saying which scale is used and where it came from; returns ``scale``.
+    The commands' flags for it are :func:`navintent.commands.common.add_metric_scale_arguments`."""
     log.info(scale.describe())
     return scale

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from navintent.cli import float_at_least, int_at_least
-from navintent.metric_scale import add_metric_scale_arguments, metric_scale_for_command
+from navintent.commands.common import add_metric_scale_arguments, metric_scale_for_command
 
 CAMERA_HEIGHT_M = 0.6
 CAMERA_HFOV_DEG = 90.0

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from navintent.checkpoint import LoadedModel, load_inference_model, resolve_device
+from navintent.commands.common import add_metric_scale_arguments, metric_scale_for_command
 from navintent.commands.optimize_z2 import add_noise_arguments
 from navintent.data.sources import data_dir_scales
 from navintent.evaluation.api import evaluate
@@ -23,7 +24,7 @@ from navintent.evaluation.closed_loop import resolve_methods, torch_threads
 from navintent.evaluation.config import METHODS, EvalConfig
 from navintent.evaluation.experiments import run_diversity, run_perturb
 from navintent.evaluation.tasks import TASKS
-from navintent.metric_scale import MetricScale, add_metric_scale_arguments, metric_scale_for_command
+from navintent.metric_scale import MetricScale
 from navintent.objectives import Objective
 from navintent.steering.config import DEFAULT_OBJECTIVE
 

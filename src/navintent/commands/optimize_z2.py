@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 
 from navintent.cli import float_at_least, float_in, int_at_least
+from navintent.commands.common import add_metric_scale_arguments
 from navintent.diffusion import CLIP_MODES, NOISE_SPACES
-from navintent.metric_scale import add_metric_scale_arguments
 from navintent.steering import (
     DEFAULT_OBJECTIVE,
     METHODS,

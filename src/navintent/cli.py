@@ -43,7 +43,7 @@ COMMANDS: dict[str, str] = {
     "split": "navintent.commands.split",
     "train": "navintent.commands.train",
     "make-data": "navintent.commands.make_data",
-    "sample": "navintent.sample",
+    "sample": "navintent.commands.sample",
     "optimize-z2": "navintent.commands.optimize_z2",
     "evaluate": "navintent.commands.evaluate",
     "experiment": "navintent.commands.evaluate",

@@ -208,9 +208,19 @@ def resolve_metric_scale(
     )
 
 
-def log_metric_scale(scale: MetricScale) -> MetricScale:
-    """Log ``scale.describe()`` at INFO, the one line every inference command prints (on stderr, through
-    :func:`navintent.cli.configure_logging`) saying which scale is used and where it came from; returns ``scale``.
-    The commands' flags for it are :func:`navintent.commands.common.add_metric_scale_arguments`."""
+def resolve_and_log_metric_scale(
+    *,
+    explicit: float | None = None,
+    robot_yaml: str | Path | None = None,
+    pick: str | None = None,
+    checkpoint: Sequence[TrainingScale] = (),
+    data: Sequence[TrainingScale] = (),
+) -> MetricScale:
+    """:func:`resolve_metric_scale` with the robot read from a NoMaD ``robot.yaml`` (``robot_yaml``; None: NoMaD's
+    defaults), logging ``describe()`` at INFO: the one line every inference command prints (on stderr, through
+    :func:`navintent.cli.configure_logging`) saying which scale is used and where it came from. The commands' flags
+    for it are :func:`navintent.commands.common.add_metric_scale_arguments`."""
+    robot = RobotConfig.from_yaml(robot_yaml) if robot_yaml is not None else None
+    scale = resolve_metric_scale(explicit=explicit, data=data, checkpoint=checkpoint, robot=robot, pick=pick)
     log.info(scale.describe())
     return scale

@@ -1,7 +1,8 @@
-"""``navintent sample``: sample NoMaD trajectories for an observation and plot them.
+"""Sample NoMaD trajectories for an observation and plot them: :func:`sample_trajectories` (``navintent sample``,
+whose flags are in :mod:`navintent.commands.sample`).
 
-Builds a policy from ``--preset`` (random weights) or loads ``--ckpt`` (native, nomad.pth + ``--config``, or a
-packaged file with ``--trust-checkpoint``), encodes the observation context and goal ONCE, runs NoMaD's
+Builds a policy from ``preset`` (random weights) or loads ``ckpt`` (native, nomad.pth + ``config``, or a
+packaged file with ``trust_checkpoint``), encodes the observation context and goal ONCE, runs NoMaD's
 deployment loop (``num_samples`` draws, diffusers ``DDPMScheduler``, no grad), converts the normalised deltas to
 metric waypoints in the robot frame (x forward, y left) and writes:
 
@@ -10,25 +11,35 @@ metric waypoints in the robot frame (x forward, y left) and writes:
 - ``<out-dir>/trajectories.pt`` — ``{"waypoints_m" [N, T, 2], "normalized_deltas" [N, T, A], ...}`` (plain
   tensors and data, loadable with ``torch.load(weights_only=True)``).
 
-Without ``--obs`` a built-in, procedurally drawn corridor is used (its frames are written to ``<out-dir>/scene``).
-Decisions: with fewer ``--obs`` frames than the context needs, the oldest given frame is repeated (a robot that
-stood still); without ``--goal`` the goal is masked (NoMaD's exploration mode). The overlay camera is nominal
+Without ``obs`` a built-in, procedurally drawn corridor is used (its frames are written to ``<out-dir>/scene``).
+Decisions: with fewer ``obs`` frames than the context needs, the oldest given frame is repeated (a robot that
+stood still); without ``goal`` the goal is masked (NoMaD's exploration mode). The overlay camera is nominal
 (height ``CAMERA_HEIGHT_M``, ``CAMERA_HFOV_DEG`` horizontal field of view, level): exact for the built-in scene,
 indicative for other images.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import torch
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
+from torch import Tensor
 
-from navintent.cli import float_at_least, int_at_least
-from navintent.commands.common import add_metric_scale_arguments, metric_scale_for_command
+from navintent.actions import normalized_deltas_to_waypoints
+from navintent.checkpoint import load_inference_model
+from navintent.config import check_non_negative_number, check_positive_int, preset_model_config
+from navintent.data.cache import decode_image
+from navintent.metric_scale import MetricScale, resolve_and_log_metric_scale
+from navintent.models.nomad import NoMaDPolicy
+from navintent.transforms import normalize_frames
 
 CAMERA_HEIGHT_M = 0.6
 CAMERA_HFOV_DEG = 90.0
@@ -118,103 +129,145 @@ def builtin_scene(out_dir: Path, num_frames: int, seed: int) -> tuple[list[Path]
 
 
 # --------------------------------------------------------------------------------------------------
-# the command
+# sampling
 # --------------------------------------------------------------------------------------------------
-def _load_frames(paths: list[Path], image_size: tuple[int, int]) -> np.ndarray:
-    from navintent.data.cache import decode_image
+@dataclass(frozen=True)
+class SampleResult:
+    """What :func:`sample_trajectories` drew and wrote.
 
+    ``waypoints_m`` ``[N, T, 2]`` (metres, robot frame: x forward, y left) and ``normalized_deltas`` ``[N, T, A]``
+    (the policy's output in [-1, 1]); ``metric_scale``: metres per unit and its source; ``source``: the policy
+    (checkpoint or preset); ``scene``: the observation (the user's images or the built-in corridor);
+    ``goal_masked``: no goal image (exploration); ``frames``: observation frames encoded; ``steps``: DDPM denoising
+    steps; ``seconds``: sampling time; ``device``; ``png_path`` / ``pt_path``: the files written.
+    """
+
+    waypoints_m: Tensor
+    normalized_deltas: Tensor
+    metric_scale: MetricScale
+    source: str
+    scene: str
+    goal_masked: bool
+    frames: int
+    steps: int
+    seconds: float
+    device: str
+    png_path: Path
+    pt_path: Path
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.waypoints_m.shape[0])
+
+
+def _load_frames(paths: list[Path], image_size: tuple[int, int]) -> np.ndarray:
     return np.stack([decode_image(Path(p), image_size) for p in paths])
 
 
 def _display_frame(path: Path) -> np.ndarray:
-    from navintent.data.cache import decode_image
-
     return decode_image(Path(path), DISPLAY_SIZE)
 
 
-def _build_policy(args: argparse.Namespace):
+def _build_policy(
+    ckpt: str | Path | None, config: str | Path | None, trust_checkpoint: bool, preset: str
+) -> tuple[NoMaDPolicy, str, tuple]:
     """``(policy, description, training scales)``: a checkpoint's EMA policy and recorded training scales, or a
     preset's random policy (no scales)."""
-    from navintent.checkpoint import load_inference_model
-    from navintent.config import preset_model_config
-    from navintent.models.nomad import NoMaDPolicy
-
-    if args.ckpt is not None:
-        loaded = load_inference_model(args.ckpt, config=args.config, trust_checkpoint=args.trust_checkpoint)
-        return loaded.model, f"checkpoint {args.ckpt}", loaded.training_scales
-    if args.config is not None:
+    if ckpt is not None:
+        loaded = load_inference_model(ckpt, config=config, trust_checkpoint=trust_checkpoint)
+        return loaded.model, f"checkpoint {ckpt}", loaded.training_scales
+    if config is not None:
         raise ValueError("--config is only used with --ckpt (a nomad.pth needs it)")
-    return (
-        NoMaDPolicy(preset_model_config(args.preset)).eval(),
-        f"preset '{args.preset}' (random weights)",
-        (),
-    )
+    return NoMaDPolicy(preset_model_config(preset)).eval(), f"preset '{preset}' (random weights)", ()
 
 
-def run_sample(args: argparse.Namespace) -> int:
-    """``navintent sample``: sample, plot and save the trajectories; returns 0. Raises ``ValueError`` for flags that
-    do not go together (``--config`` without ``--ckpt``, ``--goal`` without ``--obs``, more ``--obs`` frames than the
+def sample_trajectories(
+    out_dir: str | Path = "runs/sample",
+    *,
+    ckpt: str | Path | None = None,
+    config: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    preset: str = "nomad",
+    obs: Sequence[str | Path] = (),
+    goal: str | Path | None = None,
+    num_samples: int = 8,
+    seed: int = 0,
+    lambda_cfg: float = 0.0,
+    latent_seed: int | None = None,
+    metric_scale: float | None = None,
+    robot: str | Path | None = None,
+    scale_dataset: str | None = None,
+    device: str = "cpu",
+) -> SampleResult:
+    """Sample ``num_samples`` trajectories, plot them and save them in ``out_dir`` (module docstring).
+
+    The policy: ``ckpt`` (native, nomad.pth + ``config``, or a packaged file with ``trust_checkpoint``), else a
+    ``preset`` with random weights. ``obs``: observation images, oldest first (none: the built-in corridor);
+    ``goal``: the goal image (None: masked). ``seed`` seeds x_T, the DDPM step noise and the built-in scene;
+    ``latent_seed`` draws ``latent_z ~ N(0, I)`` (None: no latent); ``lambda_cfg``: the guidance weight.
+    ``metric_scale`` (m per unit), ``robot`` (a NoMaD ``robot.yaml``), ``scale_dataset``: the metric scale as
+    :func:`navintent.metric_scale.resolve_metric_scale` resolves it (logged). Raises ``ValueError`` for settings
+    that do not go together (``config`` without ``ckpt``, ``goal`` without ``obs``, more ``obs`` frames than the
     model takes; exit status 2 through :func:`navintent.cli.main`)."""
-    import torch
-
-    from navintent.actions import normalized_deltas_to_waypoints
-    from navintent.transforms import normalize_frames
-
-    torch.manual_seed(args.seed)
-    policy, source, scales = _build_policy(args)
-    metric_scale = metric_scale_for_command(args, checkpoint=scales)
-    policy = policy.to(args.device)
+    check_positive_int("num_samples", num_samples)
+    check_non_negative_number("lambda_cfg", lambda_cfg)
+    torch.manual_seed(seed)
+    policy, source, scales = _build_policy(ckpt, config, trust_checkpoint, preset)
+    scale = resolve_and_log_metric_scale(
+        explicit=metric_scale, robot_yaml=robot, pick=scale_dataset, checkpoint=scales
+    )
+    policy = policy.to(device)
     cfg = policy.config
-    out_dir = Path(args.out_dir)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames_needed = cfg.context_size + 1
 
-    if args.obs:
-        obs_paths = [Path(p) for p in args.obs]
+    if obs:
+        obs_paths = [Path(p) for p in obs]
         if len(obs_paths) > frames_needed:
             raise ValueError(
                 f"got {len(obs_paths)} --obs images; this model takes at most {frames_needed} "
                 f"(context_size {cfg.context_size} + current)"
             )
         obs_paths = [obs_paths[0]] * (frames_needed - len(obs_paths)) + obs_paths
-        goal_path = Path(args.goal) if args.goal else None
+        goal_path = Path(goal) if goal else None
         scene = "your images"
     else:
-        if args.goal:
+        if goal:
             raise ValueError("--goal needs --obs (the built-in scene draws its own goal)")
-        obs_paths, goal_path = builtin_scene(out_dir, frames_needed, args.seed)
+        obs_paths, goal_path = builtin_scene(out_dir, frames_needed, seed)
         scene = f"built-in corridor (frames in {out_dir / 'scene'})"
 
-    obs = normalize_frames(_load_frames(obs_paths, cfg.image_size))
+    obs_frames = normalize_frames(_load_frames(obs_paths, cfg.image_size))
     if goal_path is not None:
-        goal = normalize_frames(_load_frames([goal_path], cfg.image_size))
+        goal_frame = normalize_frames(_load_frames([goal_path], cfg.image_size))
         goal_mask = 0
     else:
-        goal = np.zeros((3, cfg.image_size[1], cfg.image_size[0]), dtype=np.float32)
+        goal_frame = np.zeros((3, cfg.image_size[1], cfg.image_size[0]), dtype=np.float32)
         goal_mask = 1
-    obs_t = torch.from_numpy(obs)[None].to(args.device)
-    goal_t = torch.from_numpy(goal)[None].to(args.device)
-    mask_t = torch.tensor([goal_mask], device=args.device)
+    obs_t = torch.from_numpy(obs_frames)[None].to(device)
+    goal_t = torch.from_numpy(goal_frame)[None].to(device)
+    mask_t = torch.tensor([goal_mask], device=device)
     latent = None
-    if args.latent_seed is not None:
-        gen = torch.Generator().manual_seed(args.latent_seed)
-        latent = torch.randn(1, policy.z_dim, generator=gen).to(args.device)
+    if latent_seed is not None:
+        gen = torch.Generator().manual_seed(latent_seed)
+        latent = torch.randn(1, policy.z_dim, generator=gen).to(device)
 
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
     start = time.perf_counter()
     ndeltas = policy.sample(
         obs_t,
         goal_t,
         mask_t,
-        num_samples=args.num_samples,
+        num_samples=num_samples,
         latent_z=latent,
-        lambda_cfg=args.lambda_cfg,
+        lambda_cfg=lambda_cfg,
         generator=generator,
     )[0].cpu()
     elapsed = time.perf_counter() - start
     waypoints = (
         normalized_deltas_to_waypoints(ndeltas, cfg.action_min, cfg.action_max)[..., :2]
-        * metric_scale.metres_per_unit
+        * scale.metres_per_unit
     )
     steps = policy.scheduler_config.num_train_timesteps  # sample() runs every training timestep, as NoMaD
 
@@ -223,12 +276,12 @@ def run_sample(args: argparse.Namespace) -> int:
         {
             "waypoints_m": waypoints.contiguous(),
             "normalized_deltas": ndeltas.contiguous(),
-            "metric_scale": float(metric_scale.metres_per_unit),
-            "metric_scale_source": metric_scale.source,
+            "metric_scale": float(scale.metres_per_unit),
+            "metric_scale_source": scale.source,
             "goal_mask": goal_mask,
-            "lambda_cfg": float(args.lambda_cfg),
+            "lambda_cfg": float(lambda_cfg),
             "latent_z": None if latent is None else latent.cpu(),
-            "seed": int(args.seed),
+            "seed": int(seed),
             "source": source,
             "obs": [str(p) for p in obs_paths],
             "goal": None if goal_path is None else str(goal_path),
@@ -238,27 +291,28 @@ def run_sample(args: argparse.Namespace) -> int:
     )
     png_path = out_dir / "sample.png"
     _plot(png_path, waypoints.numpy(), obs_paths[-1], goal_path, title=f"{source} — {scene}")
-    final = waypoints[:, -1].norm(dim=-1)
-    mode = "goal visible" if goal_mask == 0 else "goal masked (exploration)"
-    print(
-        f"navintent sample: {source}; {scene}; {mode}.\n"
-        f"  encoded {frames_needed} frames + goal once, ran {steps} DDPM denoising steps for {args.num_samples} "
-        f"samples in {elapsed:.2f} s on {args.device}; {metric_scale.describe()}.\n"
-        f"  final-waypoint distance: mean {final.mean():.2f} m (min {final.min():.2f}, max {final.max():.2f}).\n"
-        f"  wrote {png_path} and {pt_path}"
+    return SampleResult(
+        waypoints_m=waypoints,
+        normalized_deltas=ndeltas,
+        metric_scale=scale,
+        source=source,
+        scene=scene,
+        goal_masked=goal_mask == 1,
+        frames=frames_needed,
+        steps=steps,
+        seconds=elapsed,
+        device=str(device),
+        png_path=png_path,
+        pt_path=pt_path,
     )
-    return 0
 
 
 def _plot(path: Path, waypoints: np.ndarray, current: Path, goal: Path | None, title: str) -> None:
-    """Three panels: current frame + projected waypoints, goal, top-down (x forward up, y left to the left)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = plt.cm.viridis(np.linspace(0.05, 0.95, len(waypoints)))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), gridspec_kw={"width_ratios": [4, 4, 3]})
+    """Three panels: current frame + projected waypoints, goal, top-down (x forward up, y left to the left).
+    Drawn on a :class:`matplotlib.figure.Figure`, so the caller's backend is left alone."""
+    colours = matplotlib.colormaps["viridis"](np.linspace(0.05, 0.95, len(waypoints)))
+    fig = Figure(figsize=(14, 4.6))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [4, 4, 3]})
     ax = axes[0]
     ax.imshow(_display_frame(current))
     for wp, c in zip(waypoints, colours, strict=True):
@@ -289,46 +343,3 @@ def _plot(path: Path, waypoints: np.ndarray, current: Path, goal: Path | None, t
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "sample",
-        help="sample NoMaD trajectories for an observation (built-in corridor by default) and plot them",
-        description="Load a policy (a checkpoint, or a preset with random weights), encode the observation context and "
-        "goal once, draw --num-samples trajectories with NoMaD's DDPM loop and write OUT-DIR/sample.png (the "
-        "waypoints on the current frame and top-down) and OUT-DIR/trajectories.pt (metres, robot frame). Without "
-        "--obs a built-in corridor is drawn; with fewer --obs frames than the context needs, the oldest is repeated "
-        "(a robot that stood still); without --goal the goal is masked (exploration). The metric scale is printed "
-        "with its source (navintent.metric_scale).",
-    )
-    src = p.add_argument_group("policy")
-    src.add_argument(
-        "--preset", choices=("tiny", "demo", "nomad"), default="nomad", help="random-weight model size"
-    )
-    src.add_argument("--ckpt", type=Path, help="native checkpoint, nomad.pth (+ --config) or packaged file")
-    src.add_argument("--config", type=Path, help="nomad.yaml (or navintent config YAML) for a bare nomad.pth")
-    src.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow unpickling Python objects (packaged files); this can run code from the file",
-    )
-    inp = p.add_argument_group("input")
-    inp.add_argument("--obs", nargs="+", type=Path, help="observation images, oldest first, current last")
-    inp.add_argument("--goal", type=Path, help="goal image (omit: goal masked, exploration mode)")
-    smp = p.add_argument_group("sampling")
-    smp.add_argument("--num-samples", type=int_at_least(1), default=8)
-    smp.add_argument(
-        "--seed", type=int, default=0, help="seeds x_T, the DDPM step noise and the built-in scene"
-    )
-    smp.add_argument(
-        "--lambda-cfg", type=float_at_least(0.0), default=0.0, help="guidance weight w (needs --latent-seed)"
-    )
-    smp.add_argument(
-        "--latent-seed", type=int, help="draw latent_z ~ N(0, I) with this seed (default: no latent)"
-    )
-    add_metric_scale_arguments(smp)
-    smp.add_argument("--device", default="cpu")
-    p.add_argument("--out-dir", type=Path, default=Path("runs/sample"))
-    p.set_defaults(func=run_sample)

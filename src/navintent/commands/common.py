@@ -11,10 +11,8 @@ from navintent.metric_scale import (
     NOMAD_FRAME_RATE,
     NOMAD_MAX_V,
     MetricScale,
-    RobotConfig,
     TrainingScale,
-    log_metric_scale,
-    resolve_metric_scale,
+    resolve_and_log_metric_scale,
 )
 
 
@@ -45,11 +43,13 @@ def add_metric_scale_arguments(parser: argparse.ArgumentParser) -> None:
 def metric_scale_for_command(
     args: argparse.Namespace, checkpoint: Sequence[TrainingScale] = (), data: Sequence[TrainingScale] = ()
 ) -> MetricScale:
-    """:func:`navintent.metric_scale.resolve_metric_scale` from the arguments :func:`add_metric_scale_arguments`
-    adds; the one line that says which scale is used and where it came from is logged
-    (:func:`navintent.metric_scale.log_metric_scale`; the commands print it on stderr)."""
-    robot = RobotConfig.from_yaml(args.robot) if args.robot is not None else None
-    scale = resolve_metric_scale(
-        explicit=args.metric_scale, data=data, checkpoint=checkpoint, robot=robot, pick=args.scale_dataset
+    """:func:`navintent.metric_scale.resolve_and_log_metric_scale` from the arguments
+    :func:`add_metric_scale_arguments` adds (the one line saying which scale is used and where it came from is
+    logged; the commands print it on stderr)."""
+    return resolve_and_log_metric_scale(
+        explicit=args.metric_scale,
+        robot_yaml=args.robot,
+        pick=args.scale_dataset,
+        checkpoint=checkpoint,
+        data=data,
     )
-    return log_metric_scale(scale)

@@ -47,7 +47,7 @@ COMMANDS: dict[str, str] = {
     "optimize-z2": "navintent.commands.optimize_z2",
     "evaluate": "navintent.commands.evaluate",
     "experiment": "navintent.commands.evaluate",
-    "demo": "navintent.demo",
+    "demo": "navintent.commands.demo",
     "export": "navintent.commands.export",
 }
 

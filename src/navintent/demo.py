@@ -32,7 +32,6 @@ Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--q
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -429,37 +428,3 @@ A few CPU minutes of training on {metrics["data"]["episodes"]} episodes give a w
 steering effects here say little about a model trained on real data for hours. The closed-loop table averages
 {len(closed.scenes)} scene(s); rates move in steps of {100 / max(len(closed.scenes), 1):.0f} points.
 """
-
-
-def run_demo_cli(args: argparse.Namespace) -> int:
-    """``navintent demo``: run :func:`run_demo` and print where its report went; returns 0. Raises ``ValueError``
-    for ``--threads`` < 1 and ``FileExistsError`` when the output folder already holds results."""
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    out = Path(args.out_dir) if args.out_dir else Path("runs/demo_quick" if args.quick else "runs/demo")
-    metrics = run_demo(out, quick=args.quick, train_vision=args.train_vision, threads=args.threads)
-    print(f"\ndemo finished in {metrics['seconds'] / 60:.1f} min")
-    print(f"report:  {metrics['files']['report']}")
-    print(f"metrics: {metrics['files']['metrics']}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="end to end: record sim data, train, optimise z2, evaluate closed loop, write report.md",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="smallest real run (tiny preset; CI smoke test, < 3 min)"
-    )
-    p.add_argument("--out-dir", default=None, help="output folder (default runs/demo or runs/demo_quick)")
-    p.add_argument(
-        "--train-vision",
-        action="store_true",
-        help="train the vision encoder where the plan freezes it (both plans train it already)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (default 1; see the module docstring)"
-    )
-    p.set_defaults(func=run_demo_cli)

@@ -1,7 +1,8 @@
-"""``navintent <command>``: one entry point; each command lives in the module that owns its concern.
+"""``navintent <command>``: one entry point; each command's flags live in ``navintent.commands.<command>``.
 
-A command module exposes ``register(subparsers)``, which adds its sub-parser and sets
-``func=<callable(args) -> int>`` as the parser default. Modules are imported lazily, only for the
+A command module (:mod:`navintent.commands`) exposes ``register(subparsers)``, which adds its sub-parser and sets
+``func=<callable(args) -> int>`` as the parser default; that callable turns the flags into one typed call of the
+package that owns the job and prints what it returns. Modules are imported lazily, only for the
 command being run, so ``navintent check-data`` imports neither MuJoCo nor the models, steering or evaluation (it
 does import torch: the data pipeline yields tensors); ``navintent --help`` imports every command module to list
 them. ``tests/test_cli_imports.py`` checks the first claim.
@@ -37,7 +38,7 @@ from collections.abc import Callable
 
 from navintent.errors import EXIT_INPUT, EXIT_OK, REPORTED_ERRORS, exit_code
 
-# command name -> module that registers it (a command module may register several names).
+# command name -> the navintent.commands module that registers it (one module may register several names).
 COMMANDS: dict[str, str] = {
     "check-data": "navintent.commands.check_data",
     "split": "navintent.commands.split",

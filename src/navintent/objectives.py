@@ -21,6 +21,11 @@ The noise realism :func:`noise_nll` acts on the diffusion noise, not on waypoint
 
 Masks: ``agents_mask`` is ``[N, K]`` or ``[N, T, K]`` (1 = valid). Distances to masked agents are left
 out; a sample with no valid agent gets 0 for the agent terms (constant, no gradient).
+
+Why one module of ~600 lines: every term, the ``TERMS`` registry and the spec parser live together so that adding
+a term (ARCHITECTURE.md, "Where to add") is one function and one ``TERMS`` entry in one file, and so that every
+term's signature, sign and mask convention can be checked against the conventions above. The sections (helpers,
+adversarial terms, realism terms, composition) are its map.
 """
 
 from __future__ import annotations

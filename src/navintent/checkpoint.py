@@ -1,5 +1,10 @@
 """Checkpoints: the native safe format, nomad.pth import, and the seed's packaged (pickled) format.
 
+Why one module of ~500 lines: the three kinds are told apart only after the first (always ``weights_only``)
+``torch.load``, and reading, the trust check, the strict nomad.pth import and :func:`load_inference_model` share
+that read and its errors; split apart, each half would import the other's private helpers. The sections below
+(reading, writing, nomad.pth import, the entry point, a policy ready for inference) are the map.
+
 Three kinds of file, one entry point (:func:`load_policy`):
 
 - **native** — a plain dict loadable with ``torch.load(weights_only=True)``::
@@ -22,11 +27,6 @@ Three kinds of file, one entry point (:func:`load_policy`):
 
 Decision: :func:`load_policy` returns the EMA weights of a native checkpoint when it has them (that is what
 NoMaD deploys); pass ``weights="model"`` for the raw training weights. Models come back in eval mode.
-
-Why one module of ~500 lines: the three kinds are told apart only after the first (always ``weights_only``)
-``torch.load``, and reading, the trust check, the strict nomad.pth import and :func:`load_inference_model` share
-that read and its errors; split apart, each half would import the other's private helpers. The sections below
-(reading, writing, nomad.pth import, the entry point, a policy ready for inference) are the map.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Task losses and realism terms on metric robot-frame waypoints, composable with weights.
 
+Why one module of ~600 lines: every term, the ``TERMS`` registry and the spec parser live together so that adding
+a term (ARCHITECTURE.md, "Where to add") is one function and one ``TERMS`` entry in one file, and so that every
+term's signature, sign and mask convention can be checked against the conventions below. The sections (helpers,
+adversarial terms, realism terms, composition) are its map.
+
 Every term has the signature ``term(waypoints [N, T, 2], ctx: ObjectiveContext, **params) -> [N]`` and
 returns a per-sample value that the optimiser MINIMISES. Waypoints are metres in the robot frame at the
 current pose (x forward, y left), one per future step ``dt`` seconds apart; the robot sits at the origin
@@ -21,11 +26,6 @@ The noise realism :func:`noise_nll` acts on the diffusion noise, not on waypoint
 
 Masks: ``agents_mask`` is ``[N, K]`` or ``[N, T, K]`` (1 = valid). Distances to masked agents are left
 out; a sample with no valid agent gets 0 for the agent terms (constant, no gradient).
-
-Why one module of ~600 lines: every term, the ``TERMS`` registry and the spec parser live together so that adding
-a term (ARCHITECTURE.md, "Where to add") is one function and one ``TERMS`` entry in one file, and so that every
-term's signature, sign and mask convention can be checked against the conventions above. The sections (helpers,
-adversarial terms, realism terms, composition) are its map.
 """
 
 from __future__ import annotations

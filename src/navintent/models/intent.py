@@ -1,5 +1,10 @@
 """Two-stage latent intent on top of NoMaD: Encoder1 -> q(z1), Encoder2 -> z2 = the denoiser's ``latent_z``.
 
+Why one module of ~550 lines: Encoder1, Encoder2, the loss and the sampling paths are one model whose decisions
+below depend on each other (the null-reference token and the masks of Encoder1, the zero-initialised ``z_proj``
+that Encoder2's output meets, latent dropout inside the loss); reading the decisions beside the code that makes
+them is the point of this file. About a third of it is docstrings stating shapes.
+
 One vision pass feeds everything: :meth:`NoMaDPolicy.encode` with ``return_tokens=True`` gives the pooled
 condition ``c [B, E]`` and the per-frame tokens ``[B, C + 2, E]`` (observation frames oldest first, the current
 frame at index ``C = context_size``, the goal token last). Encoder1 reads those tokens and the reference
@@ -23,11 +28,6 @@ Decisions (where the seed is silent):
   distance the squared error of the distance head on goal-visible samples (same normalisation), and KL the
   closed-form ``KL(N(mu, sigma^2) || N(0, I))`` summed over z1's dims and averaged over the batch; ``KL'`` is
   that KL, or with ``IntentConfig.free_bits > 0`` the sum over dims of ``max(free_bits, batch-mean KL_d)``.
-
-Why one module of ~550 lines: Encoder1, Encoder2, the loss and the sampling paths are one model whose decisions
-above depend on each other (the null-reference token and the masks of Encoder1, the zero-initialised ``z_proj``
-that Encoder2's output meets, latent dropout inside the loss); reading the decisions beside the code that makes
-them is the point of this file. About a third of it is docstrings stating shapes.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why one module of ~550 lines: Encoder1, Encoder2, the loss and the sampling paths are one model whose decisions
 below depend on each other (the null-reference token and the masks of Encoder1, the zero-initialised ``z_proj``
 that Encoder2's output meets, latent dropout inside the loss); reading the decisions beside the code that makes
-them is the point of this file. About a third of it is docstrings stating shapes.
+them is the point of this file. About a fifth of it is docstrings (shapes, decisions).
 
 One vision pass feeds everything: :meth:`NoMaDPolicy.encode` with ``return_tokens=True`` gives the pooled
 condition ``c [B, E]`` and the per-frame tokens ``[B, C + 2, E]`` (observation frames oldest first, the current

@@ -7,9 +7,9 @@ draws (:mod:`navintent.steering.report`) and, given ``out_dir``, write ``z2_opti
 ``trajectories.pt`` and one PNG per scenario. ``navintent optimize-z2`` (:mod:`navintent.commands.optimize_z2`),
 ``navintent demo`` and the benchmarks call :func:`optimize` and read the returned :class:`OptimizeResult`.
 
-What it says (logger ``navintent.steering.api``; the commands print it on stderr): the metric scale line of
-:func:`navintent.metric_scale.resolve_metric_scale` (INFO) and the warning when z2 barely changes the policy
-(WARNING); progress bars with ``progress``.
+What it says (the commands print it on stderr): the metric scale line
+(:func:`navintent.metric_scale.resolve_and_log_metric_scale`, INFO, logger ``navintent.metric_scale``) and the warning
+when z2 barely changes the policy (WARNING, logger ``navintent.steering.api``); progress bars with ``progress``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import Tensor
 from navintent.checkpoint import LoadedModel, load_inference_model, resolve_device
 from navintent.data.sources import data_dir_scales
 from navintent.diffusion import build_sampler
-from navintent.metric_scale import MetricScale, RobotConfig, TrainingScale, resolve_metric_scale
+from navintent.metric_scale import MetricScale, TrainingScale, resolve_and_log_metric_scale
 from navintent.objectives import Objective
 from navintent.realism import data_realism_range
 from navintent.steering.adapter import LATENT_EFFECT_WARNING, DiffusionAdapter, latent_effect
@@ -208,16 +208,13 @@ def optimize(
     def scale_from(
         checkpoint_scales: Sequence[TrainingScale] = (), data: Sequence[TrainingScale] = ()
     ) -> MetricScale:
-        robot_config = RobotConfig.from_yaml(robot) if robot is not None else None
-        scale = resolve_metric_scale(
+        return resolve_and_log_metric_scale(
             explicit=metric_scale,
-            data=data,
-            checkpoint=checkpoint_scales,
-            robot=robot_config,
+            robot_yaml=robot,
             pick=scale_dataset,
+            checkpoint=checkpoint_scales,
+            data=data,
         )
-        log.info(scale.describe())
-        return scale
 
     scenarios, camera, default_z1 = _build_scenarios(
         source, loaded, seed, metric_scale, scale_from, (camera_hfov, camera_height)

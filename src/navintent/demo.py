@@ -15,7 +15,7 @@ Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--q
 
 - torch runs on ONE thread (``--threads``): measured here under other load, a demo-preset training step at batch 16
   took 0.5-1 s on one thread and 3-12 s on two; batch-1 closed-loop inference likewise.
-- The full demo records its 120 episodes with any start heading (``start_yaw_spread`` 180: only the goal tells
+- The full demo records 240 episodes with any start heading (``start_yaw_spread`` 180: only the goal tells
   which way to turn first) and trains the ``demo`` preset with 32x32 model images, one past frame
   (``context_size`` 1), waypoint spacing 4, the small ``convnet`` image trunks (not NoMaD's EfficientNet-B0) trained
   with everything else at lr 2e-3, distance-loss weight ``alpha`` 1e-3, batch 32, for :data:`TRAIN_STEPS` steps.
@@ -94,7 +94,7 @@ PLANS: dict[str, DemoPlan] = {
         exp_scenarios=1, exp_samples=4, sigmas=(0.0, 1.0, 4.0), obs_encoder="convnet",
     ),
     FULL: DemoPlan(
-        episodes=120, image_size=(96, 96), record_workers=2, preset="demo", batch_size=32, train_steps=TRAIN_STEPS,
+        episodes=240, image_size=(96, 96), record_workers=2, preset="demo", batch_size=32, train_steps=TRAIN_STEPS,
         train_lr=2e-3, freeze_vision=False, opt_scenarios=8, opt_steps=60, opt_draws=8, opt_eval_draws=16,
         eval_scenes=3, eval_min_steps=60, eval_max_steps=150, eval_step_factor=1.5, replan_every=10, eval_opt_steps=5,
         eval_draws=4, exp_scenarios=3, exp_samples=16, sigmas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from navintent.steering.scenarios import SimCamera
 from navintent.transforms import IMAGENET_MEAN, IMAGENET_STD
+from navintent.viz import METHOD_COLORS
 
 
 def unnormalize_image(img: Tensor) -> np.ndarray:
@@ -38,15 +39,7 @@ def project_waypoints(waypoints: np.ndarray, camera: SimCamera, image_size: tupl
     return np.stack([(u - left) * w / (right - left), (v - top) * h / (bottom - top)], axis=1)
 
 
-_COLORS = {
-    "plain": "0.45",
-    "adam": "tab:red",
-    "best_of_n": "tab:blue",
-    "cem": "tab:green",
-    "guided": "tab:purple",
-    "noise": "tab:brown",
-    "z2+noise": "tab:pink",
-}
+_COLORS = {**METHOD_COLORS, "plain": METHOD_COLORS["nomad"]}  # one colour per method across every plot
 
 
 def plot_scenario(

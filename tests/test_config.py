@@ -353,3 +353,10 @@ def test_yaml11_exponent_strings_fill_float_fields_only():
         TrainConfig.from_dict({"batch_size": "1e2"})  # int fields are not converted
     with pytest.raises(ValueError, match=r"DatasetSpec is missing required keys \['data_folder'\]"):
         DatasetSpec.from_dict({"name": "x"})
+
+
+@pytest.mark.parametrize("key", ["image_size", "down_dims", "action_min", "action_max"])
+def test_a_scalar_where_a_list_belongs_is_a_value_error_naming_the_key(key):
+    """``image_size: 32`` in a YAML file: a ValueError (exit 2 with the key), not a TypeError traceback."""
+    with pytest.raises(ValueError, match=f"{key} must be a list, got 32"):
+        ModelConfig(**{key: 32})

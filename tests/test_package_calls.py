@@ -1,7 +1,6 @@
 """The typed calls at the package's top: ``navintent.optimize``, ``navintent.evaluate`` and ``navintent.train``
-forward to :mod:`navintent.steering`, :mod:`navintent.evaluation` and :mod:`navintent.training`, whether the
-deprecated module of the same name was imported (the module is callable) or not (a lazy attribute), and
-``import navintent`` imports no torch."""
+forward to :mod:`navintent.steering`, :mod:`navintent.evaluation` and :mod:`navintent.training`: each is the
+deprecated module of the same name, callable (imported lazily), and ``import navintent`` imports no torch."""
 
 from __future__ import annotations
 
@@ -33,8 +32,9 @@ def test_the_call_forwards_to_the_package(name, target, monkeypatch):
     old_module = importlib.import_module(f"navintent.{name}")  # the deprecated module: callable
     assert callable(old_module) and callable(getattr(navintent, name))
     assert old_module("ckpt", seed=3) == "result"
-    assert navintent.__getattr__(name) is fake  # the lazy attribute, before the module is imported
-    assert seen == [(("ckpt",), {"seed": 3})]
+    assert navintent.__getattr__(name) is old_module  # the lazy attribute is that callable module
+    assert navintent.__getattr__(name)("ckpt", seed=4) == "result"
+    assert seen == [(("ckpt",), {"seed": 3}), (("ckpt",), {"seed": 4})]
 
 
 PROBE = """
@@ -49,11 +49,15 @@ def test_import_navintent_imports_no_torch():
     assert json.loads(out.strip().splitlines()[-1]) == ["navintent"]
 
 
-def test_the_lazy_attribute_is_the_function_in_a_fresh_interpreter():
+def test_the_lazy_attribute_calls_and_forwards_the_old_names_in_a_fresh_interpreter():
+    """After a plain ``import navintent``: ``navintent.train(...)`` is the typed call and the README's
+    ``navintent.train.evaluate_model`` still resolves (with a DeprecationWarning), in either order."""
     probe = (
-        "import navintent, navintent.steering, navintent.evaluation\n"
-        "assert navintent.optimize is navintent.steering.optimize\n"
-        "assert navintent.evaluate is navintent.evaluation.evaluate\n"
-        "assert 'navintent.optimize' not in __import__('sys').modules\n"
+        "import warnings, navintent, navintent.training\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert navintent.train.evaluate_model is navintent.training.evaluate_model\n"
+        "assert [w.category for w in caught] == [DeprecationWarning]\n"
+        "assert callable(navintent.train) and callable(navintent.optimize) and callable(navintent.evaluate)\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True)

@@ -21,12 +21,11 @@ if TYPE_CHECKING:  # for type checkers only; at run time __getattr__ below impor
 
 __version__ = "0.1.0"
 
-# attribute -> (module, name) imported on first access, so ``import navintent`` does not import torch
-_LAZY: dict[str, tuple[str, str]] = {
-    "evaluate": ("navintent.evaluation", "evaluate"),
-    "optimize": ("navintent.steering", "optimize"),
-    "train": ("navintent.training", "train"),
-}
+# The three calls, imported on first access so ``import navintent`` does not import torch. Each is the module of the
+# same name: deprecated for its old contents (which it still forwards, with a warning, for one release) and callable
+# as the typed call. Returning the module (not the function) keeps ``navintent.train(...)`` and the README's
+# ``navintent.train.evaluate_model`` both working whichever is touched first.
+_LAZY = ("evaluate", "optimize", "train")
 
 
 def load_policy(path: Any, config: Any = None, trust_checkpoint: bool = False, **kwargs: Any) -> Any:
@@ -39,8 +38,7 @@ def load_policy(path: Any, config: Any = None, trust_checkpoint: bool = False, *
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(module), attribute)
+        return importlib.import_module(f"navintent.{name}")
     raise AttributeError(f"module 'navintent' has no attribute {name!r}")
 
 

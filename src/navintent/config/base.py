@@ -140,3 +140,11 @@ def check_non_negative_number(name: str, value: Any) -> None:
 def check_probability(name: str, value: Any) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def as_tuple(name: str, value: Any) -> tuple:
+    """``value`` (a list or tuple, e.g. from YAML) as a tuple. Raises ``ValueError`` naming ``name`` for anything
+    else (a scalar where a list belongs: ``image_size: 32``)."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list, got {value!r}")
+    return tuple(value)

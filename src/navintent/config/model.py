@@ -7,7 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from navintent.config.base import ConfigBase, check_non_negative_int, check_positive_int, check_probability
+from navintent.config.base import (
+    ConfigBase,
+    as_tuple,
+    check_non_negative_int,
+    check_positive_int,
+    check_probability,
+)
 
 # NoMaD's global action statistics (data_config.yaml ``action_stats``): normalised deltas per waypoint.
 NOMAD_ACTION_MIN = (-2.5, -4.0)
@@ -99,7 +105,7 @@ class ModelConfig(ConfigBase):
                 f"{self.encoding_size} and {self.mha_num_attention_heads}"
             )
         check_probability("mha_dropout", self.mha_dropout)
-        self.down_dims = tuple(self.down_dims)
+        self.down_dims = as_tuple("down_dims", self.down_dims)
         if not self.down_dims or any(not isinstance(d, int) or d <= 0 for d in self.down_dims):
             raise ValueError(f"down_dims must be a non-empty list of positive ints, got {self.down_dims!r}")
         if any(d % self.n_groups for d in self.down_dims):
@@ -119,11 +125,11 @@ class ModelConfig(ConfigBase):
             raise ValueError(
                 f"diffusion_step_embed_dim must be even and >= 4, got {self.diffusion_step_embed_dim}"
             )
-        self.image_size = tuple(self.image_size)
+        self.image_size = as_tuple("image_size", self.image_size)
         if len(self.image_size) != 2 or any(not isinstance(s, int) or s < 32 for s in self.image_size):
             raise ValueError(f"image_size must be [width, height] with each >= 32, got {self.image_size!r}")
-        self.action_min = tuple(float(v) for v in self.action_min)
-        self.action_max = tuple(float(v) for v in self.action_max)
+        self.action_min = tuple(float(v) for v in as_tuple("action_min", self.action_min))
+        self.action_max = tuple(float(v) for v in as_tuple("action_max", self.action_max))
         if len(self.action_min) != 2 or len(self.action_max) != 2:
             raise ValueError(
                 f"action_min/action_max must each have 2 entries (dx, dy), got {self.action_min} / {self.action_max}"

@@ -1,4 +1,4 @@
-"""Checkpoints: the native safe format, nomad.pth import, and the seed's packaged (pickled) format.
+"""Checkpoints: the native safe format, nomad.pth import, and the original prototype's packaged (pickled) format.
 
 Why one module of ~500 lines: the three kinds are told apart only after the first (always ``weights_only``)
 ``torch.load``, and reading, the trust check, the strict nomad.pth import and :func:`load_inference_model` share
@@ -20,7 +20,7 @@ Three kinds of file, one entry point (:func:`load_policy`):
   lists missing keys, unexpected keys and shape mismatches, and says which config values the file's
   shapes imply where they contradict the config. Modules nomad.pth does not have
   (``model.NEW_MODULE_PREFIXES``, e.g. ``z_proj.``) keep their initialisation.
-- **packaged** — the seed's ``{"ema_model": <module>, "noise_scheduler": <scheduler>}`` (or a pickled model
+- **packaged** — the original prototype's ``{"ema_model": <module>, "noise_scheduler": <scheduler>}`` (or a pickled model
   object). Loading it unpickles arbitrary objects, i.e. can execute code from the file, so it requires
   ``trust_checkpoint=True``. Without it nothing is unpickled: files are always first opened with
   ``weights_only=True``, and the refusal explains why.
@@ -221,7 +221,7 @@ def save_checkpoint(
 def export_packaged(
     path: str | Path, model: nn.Module, scheduler_config: SchedulerConfig | None = None
 ) -> Path:
-    """Write the seed's packaged format ``{"ema_model": model, "noise_scheduler": DDPMScheduler}`` (pickled objects).
+    """Write the original prototype's packaged format ``{"ema_model": model, "noise_scheduler": DDPMScheduler}`` (pickled objects).
 
     Loading it back needs ``trust_checkpoint=True``. The scheduler defaults to ``model.scheduler_config``.
     """
@@ -392,7 +392,7 @@ def _load_exact(model: nn.Module, state: Mapping[str, Tensor], *, source: str) -
 
 
 def _model_from_packaged(obj: Any, path: Path) -> nn.Module:
-    """The seed's ``{"ema_model": module, "noise_scheduler": scheduler}`` or a bare pickled module (trusted)."""
+    """The original prototype's ``{"ema_model": module, "noise_scheduler": scheduler}`` or a bare pickled module (trusted)."""
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, Mapping) and isinstance(obj.get("ema_model"), nn.Module):

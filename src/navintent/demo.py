@@ -8,7 +8,7 @@ Stages (each reuses the module that owns it; progress bars throughout):
    wall-clock (``navintent optimize-z2 --method all``);
 4. evaluate closed loop in held-out scenes (:func:`navintent.evaluation.evaluate`: NoMaD, prior and reference
    latents, every steering method re-optimised in the loop);
-5. the seed's latent experiments (:func:`navintent.evaluation.run_diversity`, :func:`navintent.evaluation.run_perturb`);
+5. the latent experiments (:func:`navintent.evaluation.run_diversity`, :func:`navintent.evaluation.run_perturb`);
 6. ``DIR/report.md`` (tables, plots, timings) and ``DIR/metrics.json``.
 
 Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--quick`` <= 3):

@@ -98,7 +98,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--export-packaged",
         default=None,
         metavar="PATH",
-        help="also write the seed's packaged format (EMA weights)",
+        help="also write the original prototype's packaged format (EMA weights)",
     )
     parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bars")
 

@@ -10,7 +10,7 @@ condition ``c [B, E]`` and the per-frame tokens ``[B, C + 2, E]`` (observation f
 frame at index ``C = context_size``, the goal token last). Encoder1 reads those tokens and the reference
 trajectory; Encoder2 reads z1 and the current-frame token. No encoder owns an image backbone.
 
-Decisions (where the seed is silent):
+Decisions (where the design documents are silent):
 
 - Encoder1 is a small pre-norm transformer over ``[query, obs tokens, goal, null-reference, reference steps]``;
   key-padding masks hide the goal token when the goal is masked, the reference steps for reference-free samples
@@ -393,7 +393,7 @@ class TwoStageIntentModel(NoMaDPolicy):
             "z2": z2.detach(),
         }
 
-    # --- the seed's helpers -----------------------------------------------------------------------
+    # --- the original prototype's helpers----------------------------------------------------------------------
     def encode_stage1(
         self,
         obs_img: Tensor,
@@ -518,7 +518,7 @@ class TwoStageIntentModel(NoMaDPolicy):
 
 
 def init_z1_from_dataset(batch: dict[str, Tensor], model: TwoStageIntentModel) -> Tensor:
-    """The seed's helper: z1 ``[B, z1_dim]`` = Encoder1's posterior mean for a dataset batch.
+    """The original prototype's helper: z1 ``[B, z1_dim]`` = Encoder1's posterior mean for a dataset batch.
 
     Uses ``batch["ref_traj"]``/``batch["ref_mask"]`` when present (else reference-free) and ``batch["goal_mask"]``
     when present (else the goal is visible). Runs without gradients in the model's current mode.

@@ -219,8 +219,9 @@ def _goal_pose(static: StaticMap, path: np.ndarray) -> np.ndarray | None:
 
 def _draw_pedestrians(
     rng: np.random.Generator, static: StaticMap, path: np.ndarray, start_xy: np.ndarray, config: SimConfig
-):
-    """Step 3 of the module docstring: ``(routes, speeds, colours, crossing flags)`` as lists."""
+) -> dict[str, np.ndarray | tuple[np.ndarray, ...]]:
+    """Step 3 of the module docstring, as the :class:`Scene` fields ``routes``, ``speeds``, ``pedestrian_colors``
+    and ``crossing``."""
     sc, ped_cfg = config.scene, config.pedestrians
     n_ped = int(rng.integers(sc.n_pedestrians[0], sc.n_pedestrians[1] + 1))
     routes, speeds, colors, crossing = [], [], [], []
@@ -239,7 +240,12 @@ def _draw_pedestrians(
         speeds.append(speed)
         colors.append(_color(rng, (0.3, 0.8), (0.3, 0.9)))
         crossing.append(is_crossing)
-    return routes, speeds, colors, crossing
+    return {
+        "routes": tuple(routes),
+        "speeds": np.array(speeds),
+        "pedestrian_colors": np.array(colors).reshape(-1, 4),
+        "crossing": np.array(crossing, dtype=bool),
+    }
 
 
 def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
@@ -268,7 +274,7 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
         goal = _goal_pose(static, path)
         if goal is None:
             continue  # the goal image would show nothing but a wall
-        routes, speeds, colors, crossing = _draw_pedestrians(rng, static, path, start_xy, config)
+        pedestrians = _draw_pedestrians(rng, static, path, start_xy, config)
         return Scene(
             seed=int(seed),
             config=config,
@@ -281,10 +287,7 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
             start=start,
             goal=goal,
             path=path,
-            routes=tuple(routes),
-            speeds=np.array(speeds),
-            pedestrian_colors=np.array(colors).reshape(-1, 4),
-            crossing=np.array(crossing, dtype=bool),
+            **pedestrians,
         )
     raise RuntimeError(f"could not generate a feasible scene for seed {seed} with {sc}")
 
@@ -324,17 +327,8 @@ def branch_scene(
         goal = _goal_pose(scene.static, path)
         if goal is None:
             continue
-        routes, speeds, colors, crossing = _draw_pedestrians(rng, scene.static, path, start_xy, config)
-        return dataclasses.replace(
-            scene,
-            seed=int(seed),
-            goal=goal,
-            path=path,
-            routes=tuple(routes),
-            speeds=np.array(speeds),
-            pedestrian_colors=np.array(colors).reshape(-1, 4),
-            crossing=np.array(crossing, dtype=bool),
-        )
+        pedestrians = _draw_pedestrians(rng, scene.static, path, start_xy, config)
+        return dataclasses.replace(scene, seed=int(seed), goal=goal, path=path, **pedestrians)
     return None
 
 

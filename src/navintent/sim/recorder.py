@@ -18,8 +18,9 @@ Layout written under ``out_dir``::
     sim_episodes.yaml                              per episode: scene seed, steps, pedestrians, crossing flags
 
 Only successful expert episodes are written (goal reached, no collision): the dataset is a set of
-demonstrations. With ``goals_per_start`` > 1 episodes come in groups sharing one room and start pose, each to
-another goal (see :func:`record_start_group`). A failed episode is redrawn with the next scene seed of that episode (``attempt`` + 1).
+demonstrations. A failed episode is redrawn with the next scene seed of that episode (``attempt`` + 1). With
+``goals_per_start`` > 1 episodes come in groups sharing one room and start pose, each to another goal (see
+:func:`record_start_group`).
 Scene seeds derive from ``(seed, episode, attempt)`` with ``numpy.random.SeedSequence``, so the output is a
 pure function of the arguments (identical bytes for identical arguments on the same machine).
 """
@@ -127,7 +128,7 @@ def record_start_group(
         result = run_expert(base, max_steps)
         if not result.metrics.success:
             continue
-        runs = [(base, result, 1)]
+        runs = [(base, result, attempt + 1)]  # draws this group's room took
         headings = [start_heading(base.path)]
         for branch in range(1, goals):
             for k in range(MAX_ATTEMPTS):

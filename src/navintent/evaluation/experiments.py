@@ -11,6 +11,7 @@ writes JSON, a Markdown table and a plot.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,20 @@ from navintent.steering import sim_scenarios
 from navintent.viz import plot_diversity, plot_perturb
 
 
-def _experiment_setup(loaded: LoadedModel, scenes: int, seed: int, metric_scale: float | None):
+@dataclass(frozen=True)
+class _Setup:
+    """What both experiments start from: scenarios, their condition ``cond [B, E]`` and ``tokens``, the base ``z1
+    [B, z1_dim]``, the generator seeded with the experiment's seed and the hard-clipped DDPM sampler."""
+
+    sc: Any
+    cond: torch.Tensor
+    tokens: torch.Tensor
+    z1: torch.Tensor
+    gen: torch.Generator
+    sampler: Any
+
+
+def _experiment_setup(loaded: LoadedModel, scenes: int, seed: int, metric_scale: float | None) -> _Setup:
     """Held-out open-loop scenarios (observation before an interaction), their condition/tokens and base z1.
     ``metric_scale`` None: the checkpoint's (:func:`navintent.metric_scale.resolve_metric_scale`)."""
     if not loaded.is_intent:
@@ -49,12 +63,13 @@ def _experiment_setup(loaded: LoadedModel, scenes: int, seed: int, metric_scale:
     with torch.no_grad():
         cond, tokens = model.encode(sc.obs_img, sc.goal_img, None, return_tokens=True)
         z1, _ = model.posterior(tokens, None, None, None)  # reference-free Encoder1 mean
-    return sc, cond, tokens, z1
-
-
-def _sample_many(model, cond_rows, z2_rows, noise, metric_scale_rows):
-    """Hard-clipped DDPM samples for prepared rows -> metres ``[R, T, 2]`` (numpy)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
     sampler = build_sampler(model.scheduler_config, kind="ddpm", clip="hard")
+    return _Setup(sc, cond, tokens, z1, gen, sampler)
+
+
+def _sample_many(model, sampler, cond_rows, z2_rows, noise, metric_scale_rows):
+    """Samples of ``sampler`` for prepared rows -> metres ``[R, T, 2]`` (numpy)."""
     with torch.no_grad():
         x = sampler.sample(policy_eps_fn(model, cond_rows, z2_rows), noise)
     cfg = model.config
@@ -83,10 +98,16 @@ def run_diversity(
     ``z1 and noise vary``, ``no latent`` (NoMaD's own spread). Writes ``diversity.json``, ``diversity.md`` and
     ``diversity.png``."""
     model = loaded.model
-    sc, cond, tokens, z1 = _experiment_setup(loaded, scenes, seed, metric_scale)
+    setup = _experiment_setup(loaded, scenes, seed, metric_scale)
+    sc, cond, tokens, z1, gen, sampler = (
+        setup.sc,
+        setup.cond,
+        setup.tokens,
+        setup.z1,
+        setup.gen,
+        setup.sampler,
+    )
     device = cond.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    sampler = build_sampler(model.scheduler_config, kind="ddpm", clip="hard")
     cfg = model.config
     shape = (samples, cfg.len_traj_pred, cfg.action_dim)
     conditions = ("z1 fixed, noise varies", "z1 varies, noise fixed", "z1 and noise vary", "no latent")
@@ -109,10 +130,10 @@ def run_diversity(
             z2_fixed = model.z2_from_tokens(z1[b : b + 1].repeat(samples, 1), tok_b)
             z2_rand = model.z2_from_tokens(z1_rand, tok_b)
         runs = {
-            conditions[0]: _sample_many(model, cond_b, z2_fixed, noise, scale),
-            conditions[1]: _sample_many(model, cond_b, z2_rand, shared, scale),
-            conditions[2]: _sample_many(model, cond_b, z2_rand, noise, scale),
-            conditions[3]: _sample_many(model, cond_b, None, noise, scale),
+            conditions[0]: _sample_many(model, sampler, cond_b, z2_fixed, noise, scale),
+            conditions[1]: _sample_many(model, sampler, cond_b, z2_rand, shared, scale),
+            conditions[2]: _sample_many(model, sampler, cond_b, z2_rand, noise, scale),
+            conditions[3]: _sample_many(model, sampler, cond_b, None, noise, scale),
         }
         entry = {"name": sc.names[b], "spread": {c: trajectory_spread(w) for c, w in runs.items()}}
         results["scenarios"].append(entry)
@@ -164,10 +185,16 @@ def run_perturb(
     draws and perturbation directions for every sigma (common random numbers). Writes ``perturb.json``,
     ``perturb.md`` and ``perturb.png``."""
     model = loaded.model
-    sc, cond, tokens, z1 = _experiment_setup(loaded, scenes, seed, metric_scale)
+    setup = _experiment_setup(loaded, scenes, seed, metric_scale)
+    sc, cond, tokens, z1, gen, sampler = (
+        setup.sc,
+        setup.cond,
+        setup.tokens,
+        setup.z1,
+        setup.gen,
+        setup.sampler,
+    )
     device = cond.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    sampler = build_sampler(model.scheduler_config, kind="ddpm", clip="hard")
     cfg = model.config
     b, n = sc.num, samples
     rows = torch.arange(b, device=device).repeat_interleave(n)
@@ -187,7 +214,7 @@ def run_perturb(
         z1_rows = z1[rows] + sigma * eps
         with torch.no_grad():
             z2 = model.z2_from_tokens(z1_rows, tokens[rows])
-        wp = torch.from_numpy(_sample_many(model, cond[rows], z2, noise, sc.metric_scale[rows]))
+        wp = torch.from_numpy(_sample_many(model, sampler, cond[rows], z2, noise, sc.metric_scale[rows]))
         free, dyn_ok = executable(wp, grid_cpu, rows.cpu(), dt)
         ok = free & dyn_ok
         results["levels"].append(

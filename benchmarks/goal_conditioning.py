@@ -7,15 +7,15 @@
    ``--data-seed``; ``--start-yaw-spread`` and ``--via-points`` set :class:`navintent.sim.config.SceneConfig`'s
    fields, ``--goals-per-start`` the recorder's groups) into ``DIR/data`` unless it is already there (then it must
    have been recorded with the same arguments).
-2. Trains ``--preset`` with the recipe (:data:`RECIPE` plus ``--set section.key=value``) for ``--steps`` steps with
+2. Trains ``--preset`` with the demo's recipe (:func:`navintent.demo.recipe_sections` plus ``--set section.key=value``) for ``--steps`` steps with
    :func:`navintent.training.train` (as ``navintent train``; evaluation at the last step), wall-clock measured
    around it.
 3. Prints the final evaluation's goal-conditioning metrics (:mod:`navintent.evaluation.goal_metrics`: distance-head
-   Spearman and MAE, goal and goal-mask sensitivity with their displacements) and ADE with the reference / prior
+   Spearman (with its 95% bootstrap interval) and MAE, goal and goal-mask sensitivity with their displacements) and ADE with the reference / prior
    mean, as a Markdown row, and writes ``DIR/result.json``.
 
 Defaults are the full ``navintent demo``'s plan (:data:`navintent.demo.PLANS`: episodes, start heading spread,
-steps, batch, lr, and :data:`RECIPE`), so with no options this measures the model the demo trains. The README's
+steps, batch, lr, and :func:`navintent.demo.recipe_sections`), so with no options this measures the model the demo trains. The README's
 "Goal conditioning" table rows come from this recipe and its variants (each row's changes are named there).
 """
 
@@ -29,22 +29,12 @@ from typing import Any
 import yaml
 
 from navintent.cli import configure_logging
-from navintent.demo import DATA_SEED, FULL, PLANS
+from navintent.demo import DATA_SEED, FULL, PLANS, recipe_sections
 from navintent.sim.config import SceneConfig, SimConfig
 from navintent.sim.recorder import record_dataset
 from navintent.training import train, training_config
 
 DEMO = PLANS[FULL]
-# The demo's model and training sections: 32 px, context 1, the small convnet trunks trained at the full LR,
-# waypoint spacing 4, alpha 1e-3 (the distance loss weight at which both the distance head and the goal path learn).
-RECIPE: dict[str, dict[str, Any]] = {
-    "model": {
-        "image_size": list(DEMO.model_image_size),
-        "context_size": DEMO.context_size,
-        "obs_encoder": DEMO.obs_encoder,
-    },
-    "train": {"waypoint_spacing": DEMO.waypoint_spacing, "alpha": DEMO.alpha},
-}
 METRICS = (
     "eval/dist_spearman",
     "eval/dist_mae",
@@ -55,6 +45,12 @@ METRICS = (
     "eval/ade_ref_gm",
     "eval/ade_prior_gm",
 )
+
+
+def _interval(final: dict[str, float], name: str) -> str:
+    """``[lo, hi]`` of ``name``'s 95% interval in ``final`` (empty when it was not computed)."""
+    lo, hi = final.get(name + "_ci95_lo"), final.get(name + "_ci95_hi")
+    return "" if lo is None or hi is None else f"[{lo:.2f}, {hi:.2f}]"
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -128,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sim = SimConfig(scene=scene)
         record_dataset(data, args.episodes, args.data_seed, config=sim, goals_per_start=args.goals_per_start)
-    recipe = {k: dict(v) for k, v in RECIPE.items()}
+    recipe = recipe_sections(DEMO, args.steps)  # the demo's model/intent/train changes, annealed at --steps
     for section, values in parse_sets(args.sets).items():
         recipe.setdefault(section, {}).update(values)
     config = args.out / "recipe.yaml"
@@ -158,16 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     missing = [k for k in METRICS if k not in final]
     if missing:
         raise RuntimeError(f"{run / 'metrics.csv'} has no {missing}: the last step was not evaluated")
+    intervals = {k: final[k] for k in final if "_ci95_" in k}
     result = {"preset": args.preset, "steps": args.steps, "seconds": seconds, "recipe": recipe,
-              "start_yaw_spread": args.start_yaw_spread, **{k: final[k] for k in METRICS}}  # fmt: skip
+              "start_yaw_spread": args.start_yaw_spread, **{k: final[k] for k in METRICS}, **intervals}  # fmt: skip
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
     print(
         "\n| preset | steps | train s | distance Spearman | distance MAE (steps) | goal sensitivity "
         "| goal-mask sensitivity | ADE ref / prior (m) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     print(
-        f"| {args.preset} | {args.steps} | {seconds:.0f} | {final['eval/dist_spearman']:.2f} | "
-        f"{final['eval/dist_mae']:.2f} | {final['eval/goal_sensitivity']:.3f} "
+        f"| {args.preset} | {args.steps} | {seconds:.0f} | {final['eval/dist_spearman']:.2f} "
+        f"{_interval(final, 'eval/dist_spearman')} | {final['eval/dist_mae']:.2f} | "
+        f"{final['eval/goal_sensitivity']:.3f} {_interval(final, 'eval/goal_sensitivity')} "
         f"({final['eval/goal_displacement_m']:.3f} m / {final['eval/noise_displacement_m']:.3f} m) | "
         f"{final['eval/goal_mask_sensitivity']:.3f} | "
         f"{final['eval/ade_ref_gm']:.3f} / {final['eval/ade_prior_gm']:.3f} |"

@@ -65,3 +65,24 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     # A second run refuses to overwrite the results.
     assert main(["demo", "--quick", "--out-dir", str(out)], report_errors=True) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_full_plan_recipe_is_a_config_navintent_train_reads(tmp_path):
+    """The sections the demo (and benchmarks/goal_conditioning.py) write load as a training config that carries
+    every choice of the plan, with the LR annealed at the run's own length."""
+    import yaml
+
+    from navintent.demo import FULL, TRAIN_STEPS, recipe_sections
+    from navintent.training import training_config
+
+    plan = PLANS[FULL]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe_sections(plan, 1234)))
+    config = training_config(plan.preset, path, notes=[], where="test")
+    assert config.train.schedule_steps == 1234 and config.train.warmup_steps == plan.warmup_steps
+    assert config.train.goal_mask_prob == plan.goal_mask_prob and config.train.alpha == plan.alpha
+    assert config.intent.latent_free_weight == plan.latent_free_weight
+    assert config.train.eval_goal_observations == plan.eval_goal_observations
+    assert config.model.obs_encoder == plan.obs_encoder and config.model.image_size == plan.model_image_size
+    assert config.train.waypoint_spacing == plan.waypoint_spacing
+    assert plan.train_steps == TRAIN_STEPS

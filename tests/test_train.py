@@ -226,6 +226,31 @@ def test_lr_schedule_warms_up_then_follows_a_cosine():
     assert lr_factor(10, 0, 20, "constant") == 1.0
 
 
+def test_schedule_steps_anneal_a_step_budgeted_run_to_zero(tmp_path):
+    """epochs x steps_per_epoch = 1000 x 2 updates, but schedule_steps 6: the LR follows the cosine of a 6-update
+    run (warm-up 2) and is 0 at its last update; without it the same run keeps the full LR."""
+    config = tiny_config(epochs=1000, max_steps=6, schedule_steps=6, warmup_steps=2, lr=1e-3)
+    trainer = Trainer(config, MemorySet(4), None, tmp_path / "a", progress=False)
+    lrs = []
+    for _ in range(6):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.lr_scheduler.step()
+    assert lrs == pytest.approx([1e-3 * lr_factor(s, 2, 6, "cosine") for s in range(6)])
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.0
+    flat = Trainer(
+        tiny_config(epochs=1000, max_steps=6, warmup_steps=2, lr=1e-3),
+        MemorySet(4),
+        None,
+        tmp_path / "b",
+        progress=False,
+    )
+    for _ in range(6):
+        flat.lr_scheduler.step()
+    assert flat.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3, rel=1e-4)
+    with pytest.raises(ValueError, match="schedule_steps must be"):
+        TrainConfig(schedule_steps=-1)
+
+
 def test_gaussian_fit_matches_the_sample_mean_and_covariance():
     g = torch.Generator().manual_seed(0)
     data = torch.randn(6, 50, 3, generator=g) @ torch.tensor(

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from navintent.actions import normalized_deltas_to_waypoints
 from navintent.config import IntentConfig, ModelConfig, SchedulerConfig
-from navintent.evaluation.goal_metrics import goal_metrics
+from navintent.evaluation.goal_metrics import goal_metrics, paired_bootstrap_ci, ratio_of_means
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import build_noise_scheduler
 
@@ -121,6 +121,15 @@ def test_trained_policy_follows_the_goal_colour_and_ranks_distances(trained):
     # about 0, 0.01 and 50%); the margins leave room for another CPU's arithmetic, not for a broken goal path
     assert metrics.dist_spearman > 0.6, metrics
     assert metrics.goal_sensitivity > 0.4, metrics
+    for value, ci in (
+        (metrics.dist_spearman, metrics.dist_spearman_ci95),
+        (metrics.goal_sensitivity, metrics.goal_sensitivity_ci95),
+        (metrics.goal_mask_sensitivity, metrics.goal_mask_sensitivity_ci95),
+    ):
+        assert ci is not None and ci[0] < value < ci[1], (value, ci)
+    scalars = metrics.as_scalars()
+    assert scalars["eval/goal_sensitivity_ci95_lo"] == metrics.goal_sensitivity_ci95[0]
+    assert "eval/goal_sensitivity_ci95" not in scalars
 
     # the sampled trajectories turn to the goal's side: independent of the metric's code path
     batch = torch.utils.data.default_collate([held_out[i] for i in range(64)])
@@ -137,6 +146,17 @@ def test_trained_policy_follows_the_goal_colour_and_ranks_distances(trained):
     final_y = way[:, :, -1, 1].mean(1).numpy()  # [B]
     side = np.where(held_out.left, 1.0, -1.0)
     assert (np.sign(final_y) == side).mean() >= 0.65, final_y
+
+
+def test_bootstrap_interval_of_a_mean_matches_the_normal_approximation():
+    """The percentile bootstrap of a mean (ratio to a constant) of 2000 normal draws is mean +- 1.96 sd / sqrt(n)
+    to within 10% of its half-width (independent of scipy's resampling)."""
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=2000)
+    lo, hi = paired_bootstrap_ci(ratio_of_means, (x, np.ones_like(x)), seed=0)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert abs((hi - lo) / 2 - half) < 0.1 * half
+    assert abs((hi + lo) / 2 - x.mean()) < 0.1 * half
+    assert paired_bootstrap_ci(ratio_of_means, (x[:1], x[:1]), seed=0) is None
 
 
 def test_goal_metrics_refuses_bad_requests():

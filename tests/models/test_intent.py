@@ -201,6 +201,39 @@ def test_dropped_latent_is_exactly_the_unconditional_branch(model):
         torch.nn.init.zeros_(model.z_proj.bias)
 
 
+def test_latent_free_weight_adds_the_unconditional_branch_loss_of_every_sample(model):
+    """latent_free_weight w: diffusion_latent_free is bit for bit the diffusion loss with every latent dropped (same
+    draws), and the total loss adds w times it; w = 0 leaves it at 0 and the loss unchanged."""
+    model.eval()  # no dropout: the global RNG would differ between the calls
+    batch = make_batch(batch_size=3)
+    sched = build_noise_scheduler(CFG.scheduler)
+    randomise(model.z_proj, seed=1, scale=0.5)
+
+    def run(**kw):
+        return model.compute_loss(
+            batch, sched, kl_weight=0.0, alpha=0.1, generator=torch.Generator().manual_seed(5), **kw
+        )
+
+    original = model.intent_config
+    try:
+        plain = run()
+        all_dropped = run(latent_dropout=1.0)
+        model.intent_config = original.replace(latent_free_weight=0.5)
+        paired = run()
+    finally:
+        model.intent_config = original
+        torch.nn.init.zeros_(model.z_proj.weight)
+        torch.nn.init.zeros_(model.z_proj.bias)
+    assert plain["diffusion_latent_free"].item() == 0.0
+    assert torch.equal(paired["diffusion"], plain["diffusion"])
+    assert torch.equal(paired["diffusion_latent_free"], all_dropped["diffusion"])
+    assert not torch.equal(paired["diffusion_latent_free"], plain["diffusion"])  # z_proj is not zero here
+    expected = 0.1 * plain["distance"] + 0.9 * (plain["diffusion"] + 0.5 * all_dropped["diffusion"])
+    assert torch.allclose(paired["loss"], expected, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="latent_free_weight"):
+        original.replace(latent_free_weight=-1.0)
+
+
 def test_encoder1_null_reference_ignores_reference_content_and_goal_mask_hides_goal():
     torch.manual_seed(0)
     enc = Encoder1(32, 2, 1, 2, 0.0, z1_dim=4, ref_dim=2).eval()

@@ -23,6 +23,7 @@ _TRAIN_FLAGS = (
     "batch_size",
     "epochs",
     "max_steps",
+    "schedule_steps",
     "lr",
     "num_workers",
     "seed",
@@ -74,6 +75,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="stop after this many updates (0 = no limit)",
+    )
+    parser.add_argument(
+        "--schedule_steps",
+        "--schedule-steps",
+        type=int,
+        default=None,
+        help="the cosine LR reaches 0 after this many updates (0 = after --epochs epochs)",
     )
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--num_workers", "--num-workers", type=int, default=None)

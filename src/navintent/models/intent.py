@@ -22,8 +22,12 @@ Decisions (where the design documents are silent):
   [-8, 8].
 - Encoder2 is an MLP on ``[z1, LayerNorm(current-frame token)]``.
 - Latent dropout never calls the U-Net twice: dropped samples get exactly ``global_cond`` (the ``latent_z=None``
-  branch), the others ``global_cond + z_proj(z2)``, selected per sample with ``torch.where``.
-- Loss (per sample first, then masks): ``alpha * distance + (1 - alpha) * diffusion + beta(step) * KL'`` where
+  branch), the others ``global_cond + z_proj(z2)``, selected per sample with ``torch.where``. Only
+  ``IntentConfig.latent_free_weight > 0`` adds a second U-Net call: every sample's ``global_cond`` alone, same
+  noisy actions and timestep.
+- Loss (per sample first, then masks): ``alpha * distance + (1 - alpha) * (diffusion + w * diffusion_latent_free)
+  + beta(step) * KL'`` (``w = IntentConfig.latent_free_weight``, 0 by default; ``diffusion_latent_free`` the same
+  eps MSE of that second call) where
   diffusion is the eps MSE averaged over ``[T, A]`` and masked by ``action_mask`` (sum / max(mask sum, 1)),
   distance the squared error of the distance head on goal-visible samples (same normalisation), and KL the
   closed-form ``KL(N(mu, sigma^2) || N(0, I))`` summed over z1's dims and averaged over the batch; ``KL'`` is
@@ -328,7 +332,8 @@ class TwoStageIntentModel(NoMaDPolicy):
         ``ref_dropout``/``latent_dropout`` default to the intent config's. All random draws (goal mask, dropouts,
         z1 noise, diffusion noise and timesteps) use ``generator`` (None: the global RNG) in a fixed order.
 
-        Returns scalars ``loss`` (with grad), ``diffusion``, ``distance``, ``kl`` (the true KL), ``kl_penalty``
+        Returns scalars ``loss`` (with grad), ``diffusion``, ``diffusion_latent_free`` (0 unless
+        ``latent_free_weight`` > 0), ``distance``, ``kl`` (the true KL), ``kl_penalty``
         (the KL term the loss uses, see ``free_bits``), ``kl_weight`` and per-sample ``goal_mask``, ``ref_used``, ``latent_used`` (bool ``[B]``) and ``z2`` ``[B, z_dim]`` (detached).
         """
         ic = self.intent_config
@@ -371,6 +376,12 @@ class TwoStageIntentModel(NoMaDPolicy):
         noisy = noise_scheduler.add_noise(naction, noise, timesteps)
         eps_pred = self.noise_pred_net(noisy, timesteps, denoiser_cond)
         diffusion = masked_mean((eps_pred - noise).square().flatten(1).mean(dim=1), action_mask)
+        diffusion_latent_free = torch.zeros((), device=device, dtype=diffusion.dtype)
+        if ic.latent_free_weight > 0:  # NoMaD's branch on every sample (IntentConfig.latent_free_weight)
+            eps_free = self.noise_pred_net(noisy, timesteps, cond)
+            diffusion_latent_free = masked_mean(
+                (eps_free - noise).square().flatten(1).mean(dim=1), action_mask
+            )
 
         dist_pred = self.predict_distance(cond).squeeze(-1)
         dist = masked_mean((dist_pred - distance).square(), ~goal_mask)
@@ -379,10 +390,12 @@ class TwoStageIntentModel(NoMaDPolicy):
         if ic.free_bits > 0:
             per_dim = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean(dim=0)  # [z1_dim]
             kl_penalty = per_dim.clamp(min=ic.free_bits).sum()
-        loss = alpha * dist + (1.0 - alpha) * diffusion + kl_weight * kl_penalty
+        denoising = diffusion + ic.latent_free_weight * diffusion_latent_free
+        loss = alpha * dist + (1.0 - alpha) * denoising + kl_weight * kl_penalty
         return {
             "loss": loss,
             "diffusion": diffusion,
+            "diffusion_latent_free": diffusion_latent_free,
             "distance": dist,
             "kl": kl,
             "kl_penalty": kl_penalty,

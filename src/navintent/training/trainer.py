@@ -133,6 +133,7 @@ class Trainer:
                 f"process x {self.dist.world_size} process(es); lower --batch_size or add data"
             )
         self.total_steps = self.tc.epochs * self.steps_per_epoch
+        self.schedule_steps = self.tc.schedule_steps or self.total_steps  # where the cosine reaches 0
         self.warmup_steps = warmup_steps(self.tc, self.steps_per_epoch)
 
         loss_module: nn.Module = _LossModule(self.model)
@@ -150,7 +151,7 @@ class Trainer:
         )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda s: lr_factor(s, self.warmup_steps, self.total_steps, self.tc.scheduler),
+            lambda s: lr_factor(s, self.warmup_steps, self.schedule_steps, self.tc.scheduler),
         )
         self.ema = EMA(self.model, power=self.tc.ema_power, max_decay=self.tc.ema_max_decay)
         self.z2_fit = GaussianFit(config.model.z_dim)
@@ -269,7 +270,7 @@ class Trainer:
         self.ema.update(self.model)
         self.step += 1
         self.z2_fit.update(losses["z2"][losses["latent_used"]])
-        return {
+        scalars = {
             "train/loss": losses["loss"].item(),
             "train/diffusion": losses["diffusion"].item(),
             "train/distance": losses["distance"].item(),
@@ -278,6 +279,9 @@ class Trainer:
             "train/grad_norm": grad_norm.item(),
             "train/lr": self.optimizer.param_groups[0]["lr"],
         }
+        if self.config.intent.latent_free_weight > 0:
+            scalars["train/diffusion_latent_free"] = losses["diffusion_latent_free"].item()
+        return scalars
 
     def _loader(self, epoch: int) -> DataLoader:
         tc = self.tc

@@ -321,6 +321,8 @@ def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path
             row["replan_ms_median"] > 0 and row["spl"] == 0.0 and not row["goal_reached"]
         )  # 3 steps: not there
     assert "SPL" in nav["table"] and "loc. consistent" in nav["table"]
+    # map_every 0: a node every 4 x the checkpoint's waypoint spacing frames, stated in the report's config
+    assert nav["config"]["map_every"] == 4 * loaded.waypoint_spacing
     assert "task `navigate`" in (tmp_path / "nav" / "results.md").read_text()
     exp = ev.evaluate(
         loaded, ev.EvalConfig(**common, task="explore"), tmp_path / "exp", plots=False, progress=False
@@ -331,6 +333,16 @@ def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path
     assert "coverage (m2)" in exp["table"]
     with pytest.raises(ValueError, match="task must be one of"):
         ev.EvalConfig(task="teleport")
+
+
+def test_map_node_gap_follows_the_waypoint_spacing():
+    from navintent.evaluation.config import map_every_frames
+
+    assert map_every_frames(ev.EvalConfig(), 1) == 4  # NoMaD: a node every 4 frames at spacing 1
+    assert map_every_frames(ev.EvalConfig(), 4) == 16
+    assert map_every_frames(ev.EvalConfig(map_every=6), 4) == 6
+    with pytest.raises(ValueError, match="map_every must be"):
+        ev.EvalConfig(map_every=-1)
 
 
 def test_results_do_not_depend_on_the_worker_count(tiny_ckpt, tmp_path):

@@ -161,7 +161,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="navigate: NoMaD's topological-map loop over a map the expert records without pedestrians; explore: "
         "goal-masked for --explore-steps; goal-image: one goal image of the final pose (default %(default)s)",
     )
-    p.add_argument("--map-every", type=int, default=EvalConfig.map_every, help="frames between map nodes")
+    p.add_argument(
+        "--map-every",
+        type=int,
+        default=EvalConfig.map_every,
+        help="frames between map nodes (default 0: 4 x the checkpoint's waypoint spacing, NoMaD's node gap)",
+    )
     p.add_argument(
         "--radius", type=int, default=EvalConfig.radius, help="nodes each side compared (NoMaD's -r)"
     )

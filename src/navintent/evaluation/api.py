@@ -16,7 +16,7 @@ from typing import Any
 from navintent.checkpoint import LoadedModel
 from navintent.config import check_positive_int
 from navintent.evaluation.closed_loop import SceneResult, run_scenes
-from navintent.evaluation.config import NOMINAL, EvalConfig
+from navintent.evaluation.config import NOMINAL, EvalConfig, map_every_frames
 from navintent.evaluation.metrics import aggregate, closed_loop_statistics, paired_steering_comparisons
 from navintent.evaluation.report import markdown_table, write_json, write_plots, write_results_markdown
 from navintent.metric_scale import MetricScale, resolve_metric_scale
@@ -119,7 +119,9 @@ def evaluate(
     except the time-budgeted baselines (best-of-N, CEM, guided, noise at ``budget_s`` 0 or a wall-clock budget),
     whose work depends on the machine's speed. Under ``torchrun`` (``WORLD_SIZE`` > 1) rank ``r`` takes scenes
     ``r, r + W, ...`` and rank 0 gathers them (gloo) and writes the report; the other ranks return a result with
-    ``is_report`` False. ``meta``: keys put first in ``metrics.json``. Raises ``ValueError`` for ``workers`` < 1.
+    ``is_report`` False. ``meta``: keys put first in ``metrics.json``. ``config.map_every`` 0 is resolved here
+    (:func:`navintent.evaluation.config.map_every_frames`) and the report's config states the frames used.
+    Raises ``ValueError`` for ``workers`` < 1.
     """
     check_positive_int("workers", workers)
     out = Path(out_dir)
@@ -127,6 +129,8 @@ def evaluate(
     if scale is None:
         scale = resolve_metric_scale(explicit=config.metric_scale or None, checkpoint=loaded.training_scales)
     metric_scale = scale.metres_per_unit
+    if config.task == "navigate" and config.map_every == 0:
+        config = config.replace(map_every=map_every_frames(config, loaded.waypoint_spacing))
     run = run_scenes(
         loaded, config, methods, metric_scale, workers=workers, threads=threads, progress=progress
     )

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from navintent.checkpoint import LoadedModel
 from navintent.deploy import DeployStep, TopomapNavigator
-from navintent.evaluation.config import LATENT_METHODS, METHODS, NOMINAL, EvalConfig
+from navintent.evaluation.config import LATENT_METHODS, METHODS, NOMINAL, EvalConfig, map_every_frames
 from navintent.evaluation.metrics import (
     TASK_MEANS,
     attack_success,
@@ -262,7 +262,9 @@ def evaluate_scene(
     recorded = None
     if config.task == "navigate":
         with contextlib.closing(SceneRenderer(scene)) as renderer:
-            recorded = record_topomap(scene, renderer, every_frames=config.map_every)
+            recorded = record_topomap(
+                scene, renderer, every_frames=map_every_frames(config, loaded.waypoint_spacing)
+            )
     scene_eps: dict[str, Episode] = {}
     adam_budget = None
     for method in methods:

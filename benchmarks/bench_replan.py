@@ -1,5 +1,8 @@
 """Re-plan latency of closed-loop steering: median and p95 ms per z2 re-plan, at the demo's size and NoMaD's size.
 
+Sizes: ``demo-model`` is the model ``navintent demo`` trains (the ``demo`` preset with its plan's changes: convnet
+trunks, 32 px, one past frame), ``demo`` the preset itself (EfficientNet-B0, 96 px), ``nomad`` NoMaD's.
+
 One re-plan is what ``navintent evaluate`` does every ``replan_every`` control steps for the ``adam`` method: encode
 the observation context and the goal (one vision pass, tokens kept), z1 from Encoder1 with the reference, build the
 differentiable sampler's problem (:class:`navintent.optimize.DiffusionAdapter`, ``draws`` noise draws against the
@@ -9,7 +12,7 @@ non-zero), one scenario, the closed-loop defaults (10 Adam steps, 4 draws) unles
 period: 250 ms at NoMaD's 4 Hz. Also times NoMaD's localisation pass of the topological-map loop (context against
 2 * radius + 1 nodes in one batch), which the ``navigate`` task adds per tick.
 
-    python benchmarks/bench_replan.py [--presets demo nomad] [--reps 15] [--opt-steps 10] [--draws 4]
+    python benchmarks/bench_replan.py [--presets demo-model demo nomad] [--reps 15] [--opt-steps 10] [--draws 4]
         [--threads 1] [--device cpu|cuda]
 """
 
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 
 from navintent.config import IntentConfig, SchedulerConfig, preset_model_config, preset_training_config
+from navintent.demo import FULL, PLANS, recipe_sections
 from navintent.diffusion import build_sampler
 from navintent.models.intent import TwoStageIntentModel
 from navintent.objectives import Objective
@@ -36,10 +40,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+DEMO_MODEL = "demo-model"  # the model `navintent demo` trains: its preset with the plan's model changes
+
+
 def _model(preset: str, device: torch.device) -> TwoStageIntentModel:
     torch.manual_seed(0)
-    intent = preset_training_config(preset).intent if preset != "nomad" else IntentConfig()
-    model = TwoStageIntentModel(preset_model_config(preset), intent, SchedulerConfig()).to(device).eval()
+    if preset == DEMO_MODEL:
+        plan = PLANS[FULL]
+        intent = preset_training_config(plan.preset).intent
+        model_config = preset_model_config(plan.preset).replace(**recipe_sections(plan, 1)["model"])
+    else:
+        intent = preset_training_config(preset).intent if preset != "nomad" else IntentConfig()
+        model_config = preset_model_config(preset)
+    model = TwoStageIntentModel(model_config, intent, SchedulerConfig()).to(device).eval()
     torch.nn.init.normal_(model.z_proj.weight, std=0.05)
     return model
 
@@ -115,7 +128,13 @@ def localisation_ms(model, device, *, nodes: int, reps: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["demo", "nomad"], choices=["tiny", "demo", "nomad"])
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=[DEMO_MODEL, "demo", "nomad"],
+        choices=["tiny", "demo", "nomad", DEMO_MODEL],
+        help=f"{DEMO_MODEL}: the model navintent demo trains (convnet trunks, 32 px, one past frame)",
+    )
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--opt-steps", type=int, default=10)
     parser.add_argument("--draws", type=int, default=4)

@@ -5,7 +5,8 @@
 
 1. Records ``--episodes`` expert episodes in the built-in world (``navintent make-data`` semantics, seed
    ``--data-seed``; ``--start-yaw-spread`` and ``--via-points`` set :class:`navintent.sim.config.SceneConfig`'s
-   fields, ``--goals-per-start`` the recorder's groups) into ``DIR/data`` unless it is already there (then it must
+   fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, ``--goals-per-start``
+   the recorder's groups) into ``DIR/data`` unless it is already there (then it must
    have been recorded with the same arguments).
 2. Trains ``--preset`` with the demo's recipe (:func:`navintent.demo.recipe_sections` plus ``--set section.key=value``) for ``--steps`` steps with
    :func:`navintent.training.train` (as ``navintent train``; evaluation at the last step), wall-clock measured
@@ -30,7 +31,7 @@ import yaml
 
 from navintent.cli import configure_logging
 from navintent.demo import DATA_SEED, FULL, PLANS, recipe_sections
-from navintent.sim.config import SceneConfig, SimConfig
+from navintent.sim.config import ExpertConfig, SceneConfig, SimConfig
 from navintent.sim.recorder import record_dataset
 from navintent.training import train, training_config
 
@@ -66,7 +67,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_recorded(path: Path, episodes: int, seed: int, goals_per_start: int, scene: SceneConfig) -> None:
+def check_recorded(path: Path, episodes: int, seed: int, goals_per_start: int, sim: SimConfig) -> None:
     """Refuse to reuse ``DIR/data`` recorded with other settings than asked (``sim_episodes.yaml`` records the
     seed, the episodes, ``goals_per_start`` and the SimConfig; options added later than the data default to the
     value that draws the same scenes). Raises ``ValueError`` naming the file and the differing values."""
@@ -76,11 +77,12 @@ def check_recorded(path: Path, episodes: int, seed: int, goals_per_start: int, s
         int(recorded["seed"]),
         int(recorded.get("goals_per_start", 1)),
         SceneConfig.from_dict(recorded["config"]["scene"]).to_dict(),
+        ExpertConfig.from_dict(recorded["config"]["expert"]).to_dict(),
     )
-    want = (episodes, seed, goals_per_start, scene.to_dict())
+    want = (episodes, seed, goals_per_start, sim.scene.to_dict(), sim.expert.to_dict())
     if have != want:
         raise ValueError(
-            f"{path}: recorded with (episodes, seed, goals_per_start, scene) = {have}, asked {want}; "
+            f"{path}: recorded with (episodes, seed, goals_per_start, scene, expert) = {have}, asked {want}; "
             "use another --out or matching arguments"
         )
 
@@ -112,17 +114,31 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="episodes per start pose, each to another goal (default 1)",
     )
+    p.add_argument(
+        "--steer-noise",
+        type=float,
+        default=DEMO.steer_noise,
+        help="rad/s of turn-rate noise the expert drives with (ExpertConfig.steer_noise; default %(default)s)",
+    )
+    p.add_argument(
+        "--steer-noise-time",
+        type=float,
+        default=DEMO.steer_noise_time,
+        help="its correlation time in s (default %(default)s)",
+    )
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = p.parse_args(argv)
     if args.steps < 1 or args.episodes < 2:
         p.error(f"--steps must be >= 1 and --episodes >= 2, got {args.steps} and {args.episodes}")
 
     data = args.out / "data"
-    scene = SceneConfig(start_yaw_spread=args.start_yaw_spread, via_points=args.via_points)
+    sim = SimConfig(
+        scene=SceneConfig(start_yaw_spread=args.start_yaw_spread, via_points=args.via_points),
+        expert=ExpertConfig(steer_noise=args.steer_noise, steer_noise_time=args.steer_noise_time),
+    )
     if (data / "sim_episodes.yaml").exists():
-        check_recorded(data / "sim_episodes.yaml", args.episodes, args.data_seed, args.goals_per_start, scene)
+        check_recorded(data / "sim_episodes.yaml", args.episodes, args.data_seed, args.goals_per_start, sim)
     else:
-        sim = SimConfig(scene=scene)
         record_dataset(data, args.episodes, args.data_seed, config=sim, goals_per_start=args.goals_per_start)
     recipe = recipe_sections(DEMO, args.steps)  # the demo's model/intent/train changes, annealed at --steps
     for section, values in parse_sets(args.sets).items():

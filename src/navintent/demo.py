@@ -90,6 +90,8 @@ class DemoPlan:
     anneal: bool = False  # cosine LR to 0 at the last step (train.schedule_steps = train_steps)
     warmup_steps: int = 0  # 0: the preset's warm-up (one epoch)
     eval_goal_observations: int = 64  # test observations of the goal metrics
+    steer_noise: float = 0.0  # rad/s, ExpertConfig.steer_noise of the recorded data (0: the expert as is)
+    steer_noise_time: float = 1.0  # s, ExpertConfig.steer_noise_time
     opt_lr: float = 0.2  # Adam in whitened z2 coordinates, open loop and closed loop
     objective: str = "softmin_dist:1.0,dynamics:10,z2_nll:0.03"
 
@@ -186,7 +188,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     from navintent import evaluation as ev
     from navintent.checkpoint import load_inference_model
     from navintent.metric_scale import resolve_metric_scale
-    from navintent.sim.config import CameraConfig, SceneConfig, SimConfig
+    from navintent.sim.config import CameraConfig, ExpertConfig, SceneConfig, SimConfig
     from navintent.sim.recorder import record_dataset
     from navintent.training import train, training_config
 
@@ -200,6 +202,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     sim_config = SimConfig(
         camera=CameraConfig(image_size=plan.image_size),
         scene=SceneConfig(start_yaw_spread=plan.start_yaw_spread),
+        expert=ExpertConfig(steer_noise=plan.steer_noise, steer_noise_time=plan.steer_noise_time),
     )
     data = record_dataset(data_dir, plan.episodes, DATA_SEED, config=sim_config, workers=plan.record_workers)
     stages["record"] = time.perf_counter() - t0

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from navintent.config import ConfigBase, check_positive_int, check_positive_number
+from navintent.config import ConfigBase, check_non_negative_number, check_positive_int, check_positive_number
 
 
 def _range(name: str, value: tuple, *, integer: bool = False, minimum: float = 0.0) -> tuple:
@@ -179,6 +179,11 @@ class ExpertConfig(ConfigBase):
     ``inflation``: clearance (m, beyond the robot radius) the A* path keeps from static obstacles.
     ``person_margin``: extra clearance (m) kept from predicted pedestrian positions over ``horizon`` steps;
     after ``patience`` steps stopped for people it accepts ``creep_margin`` instead (no deadlock).
+    ``steer_noise`` (rad/s, 0 = off): the standard deviation of an Ornstein-Uhlenbeck process with correlation time
+    ``steer_noise_time`` (s) added to the expert's turn rate while it drives (then clipped to the robot's
+    ``max_w``). Injected noise during demonstrations (DART, Laskey et al., CoRL 2017) takes the robot off its path
+    and records the expert bringing it back, so a policy learns to recover from the off-path poses its own errors
+    reach in closed loop. The recorded trajectory is what was driven; the draw is seeded by the scene's seed.
     """
 
     inflation: float = 0.15
@@ -190,10 +195,20 @@ class ExpertConfig(ConfigBase):
     n_w: int = 9
     patience: int = 8
     creep_margin: float = 0.05
+    steer_noise: float = 0.0
+    steer_noise_time: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("inflation", "lookahead", "person_margin", "static_margin", "creep_margin"):
+        for name in (
+            "inflation",
+            "lookahead",
+            "person_margin",
+            "static_margin",
+            "creep_margin",
+            "steer_noise_time",
+        ):
             check_positive_number(name, getattr(self, name))
+        check_non_negative_number("steer_noise", self.steer_noise)
         for name in ("horizon", "n_v", "n_w", "patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:

@@ -12,6 +12,7 @@ the renderer to learn them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -184,16 +185,40 @@ def make_expert(scene: Scene) -> Expert:
     )
 
 
+def steer_noise(scene: Scene, steps: int) -> np.ndarray | None:
+    """The turn-rate noise ``[steps]`` (rad/s) the expert of ``scene`` drives with, or None when
+    ``ExpertConfig.steer_noise`` is 0: a stationary Ornstein-Uhlenbeck process (exact discretisation,
+    ``n[t+1] = a n[t] + sigma sqrt(1 - a^2) e[t]``, ``a = exp(-dt / steer_noise_time)``, ``n[0] ~ N(0, sigma^2)``)
+    drawn from ``numpy.random.default_rng([scene.seed, 7])``."""
+    cfg = scene.config
+    sigma = cfg.expert.steer_noise
+    if sigma == 0:
+        return None
+    a = math.exp(-cfg.robot.dt / cfg.expert.steer_noise_time)
+    e = np.random.default_rng([int(scene.seed), 7]).standard_normal(steps + 1)
+    out = np.empty(steps + 1)
+    out[0] = sigma * e[0]
+    for t in range(steps):
+        out[t + 1] = a * out[t] + sigma * math.sqrt(1.0 - a * a) * e[t + 1]
+    return out
+
+
 def run_expert(
     scene: Scene, max_steps: int = 400, *, renderer=None, record_images: bool = False
 ) -> RolloutResult:
-    """Drive ``scene`` with the expert. Rendering only if ``record_images`` (needs ``renderer``)."""
+    """Drive ``scene`` with the expert. Rendering only if ``record_images`` (needs ``renderer``). With
+    ``scene.config.expert.steer_noise`` > 0 the turn rate carries the seeded noise of :func:`steer_noise`."""
     if record_images and renderer is None:
         raise ValueError("record_images=True needs a renderer (navintent.sim.render.SceneRenderer)")
     expert = make_expert(scene)
+    noise = steer_noise(scene, max_steps)
+    max_w = scene.config.robot.max_w
 
     def driver(world: World, frame) -> tuple[float, float]:
-        return expert.act(world.pose, world.ped_positions, world.ped_velocities)
+        v, w = expert.act(world.pose, world.ped_positions, world.ped_velocities)
+        if noise is not None:
+            w = float(np.clip(w + noise[world.t], -max_w, max_w))
+        return v, w
 
     poses, commands, agents, hits, images = _run(scene, driver, max_steps, renderer, record_images, False)
     return RolloutResult(

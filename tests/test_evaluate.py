@@ -438,3 +438,21 @@ def test_cli_error_paths(tiny_ckpt, tmp_path, capsys):
         ev.EvalConfig(methods=("warp",))
     with pytest.raises(ValueError, match="replan_every"):
         ev.EvalConfig(replan_every=0)
+
+
+def test_cli_passes_the_navigation_loop_settings(tiny_ckpt, tmp_path):
+    """--waypoint-index, --map-every, --radius and --close-threshold reach the evaluation (its report's config)."""
+    import json
+
+    out = tmp_path / "cli"
+    args = [
+        "evaluate", "--ckpt", str(tiny_ckpt), "--out-dir", str(out), "--scenes", "1", "--methods", "nomad",
+        "--max-episode-steps", "2", "--step-factor", "0.01", "--metric-scale", "0.04", "--workers", "1",
+        "--no-plots", "--no-progress", "--waypoint-index", "0", "--map-every", "6", "--radius", "2",
+        "--close-threshold", "2.5",
+    ]  # fmt: skip
+    assert main(args, report_errors=True) == 0
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert (config["waypoint_index"], config["map_every"], config["radius"], config["close_threshold"]) == (
+        0, 6, 2, 2.5,
+    )  # fmt: skip

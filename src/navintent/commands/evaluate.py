@@ -94,7 +94,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
         max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
         noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
         map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
-        explore_steps=args.explore_steps,
+        explore_steps=args.explore_steps, waypoint_index=args.waypoint_index,
     )  # fmt: skip
     Objective(config.objective)  # parse errors before any episode runs
     with torch_threads(args.threads):
@@ -205,6 +205,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--safety-radius", type=float, default=EvalConfig.safety_radius, help="attack success radius (m)"
     )
     p.add_argument("--lambda-cfg", type=float, default=0.0, help="classifier-free guidance weight")
+    p.add_argument(
+        "--waypoint-index",
+        type=int,
+        default=EvalConfig.waypoint_index,
+        help="the planned waypoint the controller drives to (NoMaD: 2)",
+    )
     add_noise_arguments(p)
     p.add_argument(
         "--step-factor", type=float, default=EvalConfig.step_factor, help="episode limit / expert steps"

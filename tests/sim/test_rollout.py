@@ -63,6 +63,10 @@ def test_rollout_reaches_goal_and_replays_exactly(make_corridor):
     np.testing.assert_array_equal(a.images, b.images)
     assert a.images.shape == (len(a.poses), 96, 96, 3)
     assert a.waypoints.shape == (a.metrics.steps, 3, 2)
+    # a loop that declares arrival itself (NoMaD's navigator) keeps driving past the goal until it says so
+    c = rollout(to_goal, scene, a.metrics.steps + 5, context_size=2, stop_at_goal=False)
+    assert len(c.poses) == a.metrics.steps + 6
+    np.testing.assert_array_equal(c.poses[: len(a.poses)], a.poses)
 
 
 def test_policy_sees_context_oldest_first_padded_with_the_first_frame(make_corridor):

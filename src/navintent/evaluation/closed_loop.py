@@ -128,7 +128,8 @@ def run_episode(
 
     ``navigate``: each tick a :class:`navintent.deploy.TopomapNavigator` localises the context on the map (one
     batched vision pass over its window) and the method plans towards the subgoal node's image; the episode ends
-    when the navigator declares the goal (it then stands still) or after ``max_steps``. ``explore``: the method
+    when the navigator declares the goal (it then stands still) or after ``max_steps``; reaching the goal
+    physically does not end it (the navigator must say so, as NoMaD's loop does). ``explore``: the method
     plans goal-masked for ``explore_steps`` steps. The task's metrics (:mod:`navintent.evaluation.tasks`) join the
     row; for ``navigate`` ``goal_reached`` / ``success`` are the navigator's (declared within 1 m of the goal)."""
     task = config.task
@@ -192,6 +193,7 @@ def run_episode(
             result = rollout(
                 policy_fn, scene, horizon, context_size=loaded.model.config.context_size,
                 waypoint_index=config.waypoint_index, renderer=renderer, should_stop=should_stop,
+                stop_at_goal=task != "navigate",  # the navigator ends its episode by declaring the goal
             )  # fmt: skip
         finally:
             renderer.close()

@@ -141,7 +141,16 @@ def compute_metrics(
     )
 
 
-def _run(scene, driver, max_steps: int, renderer, record_images: bool, needs_frames: bool, should_stop=None):
+def _run(
+    scene,
+    driver,
+    max_steps: int,
+    renderer,
+    record_images: bool,
+    needs_frames: bool,
+    should_stop=None,
+    stop_at_goal: bool = True,
+):
     world = World(scene)
     poses, agents, commands, hits, images = [world.pose.copy()], [world.ped_positions], [], [], []
     for _ in range(max_steps + 1):
@@ -150,7 +159,11 @@ def _run(scene, driver, max_steps: int, renderer, record_images: bool, needs_fra
             frame = renderer.render(world.pose, world.ped_positions)
             if record_images:
                 images.append(frame)
-        if world.goal_reached() or world.t == max_steps or (should_stop is not None and should_stop()):
+        if (
+            (stop_at_goal and world.goal_reached())
+            or world.t == max_steps
+            or (should_stop is not None and should_stop())
+        ):
             break
         v, w = driver(world, frame)
         world.step(v, w)
@@ -236,10 +249,12 @@ def rollout(
     renderer=None,
     record_images: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    stop_at_goal: bool = True,
 ) -> RolloutResult:
     """Run ``policy_fn`` closed loop in ``scene`` for at most ``max_steps`` control steps (fewer when the robot
-    reaches the goal, or when ``should_stop()`` turns true: it is asked before each step, e.g. a navigator that
-    declared the goal).
+    reaches the goal, unless ``stop_at_goal`` is False, or when ``should_stop()`` turns true: it is asked before
+    each step, e.g. a navigator that declared the goal; such a loop passes ``stop_at_goal=False`` so that the
+    world does not end the episode before the loop can say it has arrived).
 
     ``policy_fn(step) -> waypoints``: ``step`` is a :class:`Step` (context of ``context_size + 1`` frames, goal
     image, the robot's pose and the pedestrians' state at this step); ``waypoints [T, 2]`` metres in the current
@@ -278,7 +293,7 @@ def rollout(
             return pd_follower(waypoints[min(waypoint_index, len(waypoints) - 1)], scene.config.robot)
 
         poses, commands, agents, hits, images = _run(
-            scene, driver, max_steps, renderer, record_images, True, should_stop
+            scene, driver, max_steps, renderer, record_images, True, should_stop, stop_at_goal
         )
     finally:
         if own:

@@ -105,8 +105,8 @@ PLANS: dict[str, DemoPlan] = {
     ),
     FULL: DemoPlan(
         episodes=240, image_size=(96, 96), record_workers=2, preset="demo", batch_size=32, train_steps=TRAIN_STEPS,
-        train_lr=2e-3, freeze_vision=False, opt_scenarios=8, opt_steps=60, opt_draws=8, opt_eval_draws=16,
-        eval_scenes=3, eval_min_steps=60, eval_max_steps=150, eval_step_factor=1.5, replan_every=10, eval_opt_steps=5,
+        train_lr=2e-3, freeze_vision=False, opt_scenarios=6, opt_steps=60, opt_draws=8, opt_eval_draws=16,
+        eval_scenes=3, eval_min_steps=60, eval_max_steps=120, eval_step_factor=1.5, replan_every=10, eval_opt_steps=5,
         eval_draws=4, exp_scenarios=3, exp_samples=16, sigmas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
         model_image_size=(32, 32), waypoint_spacing=4, obs_encoder="convnet", context_size=1, alpha=1e-3,
         start_yaw_spread=180.0, goal_mask_prob=0.3, latent_free_weight=1.0, anneal=True, warmup_steps=100,

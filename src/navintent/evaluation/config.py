@@ -103,9 +103,8 @@ class EvalConfig(ConfigBase):
             )
 
 
-NODE_SPACING_UNITS = (
-    4  # NoMaD's map: one node per second at 4 Hz = 4 frames, for a model trained at spacing 1
-)
+# NoMaD's map: one node per second at 4 Hz = 4 frames, for a model trained at spacing 1
+NODE_SPACING_UNITS = 4
 
 
 def map_every_frames(config: EvalConfig, waypoint_spacing: int) -> int:

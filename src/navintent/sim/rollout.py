@@ -199,7 +199,7 @@ def make_expert(scene: Scene) -> Expert:
 
 
 def steer_noise(scene: Scene, steps: int) -> np.ndarray | None:
-    """The turn-rate noise ``[steps]`` (rad/s) the expert of ``scene`` drives with, or None when
+    """The turn-rate noise ``[steps + 1]`` (rad/s, one value per control step) the expert of ``scene`` drives with, or None when
     ``ExpertConfig.steer_noise`` is 0: a stationary Ornstein-Uhlenbeck process (exact discretisation,
     ``n[t+1] = a n[t] + sigma sqrt(1 - a^2) e[t]``, ``a = exp(-dt / steer_noise_time)``, ``n[0] ~ N(0, sigma^2)``)
     drawn from ``numpy.random.default_rng([scene.seed, 7])``."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     intervals = {k: final[k] for k in final if "_ci95_" in k}
     result = {"preset": args.preset, "steps": args.steps, "seconds": seconds, "recipe": recipe,
               "start_yaw_spread": args.start_yaw_spread, **{k: final[k] for k in METRICS}, **intervals}  # fmt: skip
-    (args.out / "result.json").write_text(json.dumps(result, indent=2))
+    finite = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+    (args.out / "result.json").write_text(json.dumps(finite, indent=2, allow_nan=False))  # NaN -> null
     print(
         "\n| preset | steps | train s | distance Spearman | distance MAE (steps) | goal sensitivity "
         "| goal-mask sensitivity | ADE ref / prior (m) |\n|---|---:|---:|---:|---:|---:|---:|---:|"

@@ -251,6 +251,17 @@ def test_schedule_steps_anneal_a_step_budgeted_run_to_zero(tmp_path):
         TrainConfig(schedule_steps=-1)
 
 
+def test_logged_lr_is_the_lr_of_the_update_and_a_short_schedule_is_named(tmp_path, caplog):
+    config = tiny_config(epochs=1000, max_steps=6, schedule_steps=4, warmup_steps=2, lr=1e-3)
+    with caplog.at_level("WARNING", logger="navintent.training.trainer"):
+        trainer = Trainer(config, MemorySet(4), None, tmp_path, progress=False)
+    assert "train.schedule_steps=4 is below the run's 6 updates: updates 5-6 run at LR 0" in caplog.text
+    batch = torch.utils.data.default_collate([MemorySet(4)[i] for i in range(2)])
+    first = trainer.train_step(batch, 0, 0, [0, 1])
+    second = trainer.train_step(batch, 0, 1, [0, 1])
+    assert (first["train/lr"], second["train/lr"]) == pytest.approx((0.5e-3, 1e-3))  # warm-up: 1/2, 2/2
+
+
 def test_gaussian_fit_matches_the_sample_mean_and_covariance():
     g = torch.Generator().manual_seed(0)
     data = torch.randn(6, 50, 3, generator=g) @ torch.tensor(

@@ -367,9 +367,9 @@ def spearman_text(value: float | None) -> str:
 
 
 def _ci_text(final: dict[str, float], name: str) -> str:
-    """`` (95% CI lo-hi)`` for ``name`` when the evaluation computed its interval, else empty."""
+    """`` (95% CI [lo, hi])`` for ``name`` when the evaluation computed its interval, else empty."""
     lo, hi = final.get(name + "_ci95_lo"), final.get(name + "_ci95_hi")
-    return "" if lo is None or hi is None else f" (95% CI {lo:.2f}-{hi:.2f})"
+    return "" if lo is None or hi is None else f" (95% CI [{lo:.2f}, {hi:.2f}])"
 
 
 def _goal_lines(final: dict[str, float]) -> str:
@@ -384,7 +384,8 @@ def _goal_lines(final: dict[str, float]) -> str:
         f"temporal distance (MAE {final['eval/dist_mae']:.2f} steps), "
         f"goal sensitivity {final['eval/goal_sensitivity']:.2f}{_ci_text(final, 'eval/goal_sensitivity')} (swapping the goal image moves the plan "
         f"{final['eval/goal_displacement_m']:.3f} m against {final['eval/noise_displacement_m']:.3f} m for new "
-        f"noise), goal-mask sensitivity {final['eval/goal_mask_sensitivity']:.2f}. NoMaD's goal-conditioned "
+        f"noise), goal-mask sensitivity {final['eval/goal_mask_sensitivity']:.2f}"
+        f"{_ci_text(final, 'eval/goal_mask_sensitivity')}. NoMaD's goal-conditioned "
         "navigation needs Spearman near 1 and a sensitivity of at least 1."
     )
 

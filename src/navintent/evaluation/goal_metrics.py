@@ -33,12 +33,13 @@ hundred observations (the demo uses 512) and on the interval, not the point.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from diffusers import DDPMScheduler
-from scipy.stats import bootstrap, spearmanr
+from scipy.stats import DegenerateDataWarning, bootstrap, spearmanr
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
@@ -85,16 +86,18 @@ def paired_bootstrap_ci(statistic, samples: tuple[np.ndarray, ...], seed: int) -
     """95% percentile-bootstrap interval of ``statistic(*samples)`` over paired resamples of the rows."""
     if len(samples[0]) < 2:
         return None
-    result = bootstrap(
-        samples,
-        statistic,
-        paired=True,
-        vectorized=False,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        confidence_level=0.95,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
+    with warnings.catch_warnings():  # all resamples equal (a constant statistic): the interval is that value
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        result = bootstrap(
+            samples,
+            statistic,
+            paired=True,
+            vectorized=False,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            confidence_level=0.95,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
     lo, hi = float(result.confidence_interval.low), float(result.confidence_interval.high)
     return None if np.isnan(lo) or np.isnan(hi) else (lo, hi)
 

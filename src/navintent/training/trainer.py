@@ -14,6 +14,7 @@ epoch, batch, the sample indices and which loss, before the optimiser, the EMA o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from navintent.training.metrics_log import MetricsLog
 from navintent.training.optim import apply_freeze, lr_factor, parameter_groups, set_train_mode, warmup_steps
 from navintent.training.state import GaussianFit, capture_rng, restore_rng, seed_everything
 
+logger = logging.getLogger(__name__)
 LOSS_NAMES = ("loss", "diffusion", "distance", "kl")
 
 
@@ -134,6 +136,12 @@ class Trainer:
             )
         self.total_steps = self.tc.epochs * self.steps_per_epoch
         self.schedule_steps = self.tc.schedule_steps or self.total_steps  # where the cosine reaches 0
+        run_steps = min(self.total_steps, self.tc.max_steps) if self.tc.max_steps else self.total_steps
+        if self.tc.scheduler == "cosine" and self.schedule_steps < run_steps:
+            logger.warning(
+                "train.schedule_steps=%d is below the run's %d updates: updates %d-%d run at LR 0",
+                self.schedule_steps, run_steps, self.schedule_steps + 1, run_steps,
+            )  # fmt: skip
         self.warmup_steps = warmup_steps(self.tc, self.steps_per_epoch)
 
         loss_module: nn.Module = _LossModule(self.model)
@@ -265,6 +273,9 @@ class Trainer:
                 f"{ {k: losses[k].item() for k in LOSS_NAMES} }; stopped before the "
                 "optimiser step, the EMA update and any checkpoint"
             )
+        lr = self.optimizer.param_groups[0][
+            "lr"
+        ]  # the LR of this update (the scheduler then moves to the next)
         self.optimizer.step()
         self.lr_scheduler.step()
         self.ema.update(self.model)
@@ -277,7 +288,7 @@ class Trainer:
             "train/kl": losses["kl"].item(),
             "train/kl_weight": kl_weight,
             "train/grad_norm": grad_norm.item(),
-            "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/lr": lr,
         }
         if self.config.intent.latent_free_weight > 0:
             scalars["train/diffusion_latent_free"] = losses["diffusion_latent_free"].item()

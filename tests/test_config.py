@@ -360,3 +360,15 @@ def test_a_scalar_where_a_list_belongs_is_a_value_error_naming_the_key(key):
     """``image_size: 32`` in a YAML file: a ValueError (exit 2 with the key), not a TypeError traceback."""
     with pytest.raises(ValueError, match=f"{key} must be a list, got 32"):
         ModelConfig(**{key: 32})
+
+
+def test_infinite_numbers_are_refused_by_name():
+    """YAML's ``.inf`` passes a ``> 0`` check; every positive or non-negative setting refuses it, naming the key."""
+    from navintent.sim.config import ExpertConfig
+
+    with pytest.raises(ValueError, match="steer_noise_time must be finite, got inf"):
+        ExpertConfig(steer_noise_time=float("inf"))
+    with pytest.raises(ValueError, match="steer_noise must be finite, got inf"):
+        ExpertConfig(steer_noise=float("inf"))
+    with pytest.raises(ValueError, match="lr must be finite, got inf"):
+        TrainConfig(lr=float("inf"))

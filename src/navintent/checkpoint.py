@@ -20,8 +20,8 @@ Three kinds of file, one entry point (:func:`load_policy`):
   lists missing keys, unexpected keys and shape mismatches, and says which config values the file's
   shapes imply where they contradict the config. Modules nomad.pth does not have
   (``model.NEW_MODULE_PREFIXES``, e.g. ``z_proj.``) keep their initialisation.
-- **packaged** — the original prototype's ``{"ema_model": <module>, "noise_scheduler": <scheduler>}`` (or a pickled model
-  object). Loading it unpickles arbitrary objects, i.e. can execute code from the file, so it requires
+- **packaged** — the original prototype's ``{"ema_model": <module>, "noise_scheduler": <scheduler>}`` (or a
+  pickled model object). Loading it unpickles arbitrary objects, i.e. can execute code from the file, so it requires
   ``trust_checkpoint=True``. Without it nothing is unpickled: files are always first opened with
   ``weights_only=True``, and the refusal explains why.
 
@@ -221,7 +221,8 @@ def save_checkpoint(
 def export_packaged(
     path: str | Path, model: nn.Module, scheduler_config: SchedulerConfig | None = None
 ) -> Path:
-    """Write the original prototype's packaged format ``{"ema_model": model, "noise_scheduler": DDPMScheduler}`` (pickled objects).
+    """Write the original prototype's packaged format ``{"ema_model": model, "noise_scheduler": DDPMScheduler}``
+    (pickled objects).
 
     Loading it back needs ``trust_checkpoint=True``. The scheduler defaults to ``model.scheduler_config``.
     """
@@ -392,7 +393,8 @@ def _load_exact(model: nn.Module, state: Mapping[str, Tensor], *, source: str) -
 
 
 def _model_from_packaged(obj: Any, path: Path) -> nn.Module:
-    """The original prototype's ``{"ema_model": module, "noise_scheduler": scheduler}`` or a bare pickled module (trusted)."""
+    """The original prototype's ``{"ema_model": module, "noise_scheduler": scheduler}`` or a bare pickled module
+    (trusted)."""
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, Mapping) and isinstance(obj.get("ema_model"), nn.Module):

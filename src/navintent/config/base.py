@@ -5,6 +5,7 @@ validators that raise ``ValueError("<name> must be ..., got X")``."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -130,11 +131,19 @@ def check_non_negative_int(name: str, value: Any) -> None:
 def check_positive_number(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+    _check_finite(name, value)
+
+
+def _check_finite(name: str, value: float) -> None:
+    """YAML's ``.inf`` passes ``> 0``; no setting means anything at infinity."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
 
 
 def check_non_negative_number(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    _check_finite(name, value)
 
 
 def check_probability(name: str, value: Any) -> None:

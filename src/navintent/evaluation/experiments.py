@@ -11,9 +11,8 @@ writes JSON, a Markdown table and a plot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,8 +27,7 @@ from navintent.steering import sim_scenarios
 from navintent.viz import plot_diversity, plot_perturb
 
 
-@dataclass(frozen=True)
-class _Setup:
+class _Setup(NamedTuple):
     """What both experiments start from: scenarios, their condition ``cond [B, E]`` and ``tokens``, the base ``z1
     [B, z1_dim]``, the generator seeded with the experiment's seed and the hard-clipped DDPM sampler."""
 
@@ -98,15 +96,7 @@ def run_diversity(
     ``z1 and noise vary``, ``no latent`` (NoMaD's own spread). Writes ``diversity.json``, ``diversity.md`` and
     ``diversity.png``."""
     model = loaded.model
-    setup = _experiment_setup(loaded, scenes, seed, metric_scale)
-    sc, cond, tokens, z1, gen, sampler = (
-        setup.sc,
-        setup.cond,
-        setup.tokens,
-        setup.z1,
-        setup.gen,
-        setup.sampler,
-    )
+    sc, cond, tokens, z1, gen, sampler = _experiment_setup(loaded, scenes, seed, metric_scale)
     device = cond.device
     cfg = model.config
     shape = (samples, cfg.len_traj_pred, cfg.action_dim)
@@ -185,15 +175,7 @@ def run_perturb(
     draws and perturbation directions for every sigma (common random numbers). Writes ``perturb.json``,
     ``perturb.md`` and ``perturb.png``."""
     model = loaded.model
-    setup = _experiment_setup(loaded, scenes, seed, metric_scale)
-    sc, cond, tokens, z1, gen, sampler = (
-        setup.sc,
-        setup.cond,
-        setup.tokens,
-        setup.z1,
-        setup.gen,
-        setup.sampler,
-    )
+    sc, cond, tokens, z1, gen, sampler = _experiment_setup(loaded, scenes, seed, metric_scale)
     device = cond.device
     cfg = model.config
     b, n = sc.num, samples

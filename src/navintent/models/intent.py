@@ -406,7 +406,7 @@ class TwoStageIntentModel(NoMaDPolicy):
             "z2": z2.detach(),
         }
 
-    # --- the original prototype's helpers----------------------------------------------------------------------
+    # --- the original prototype's helpers ---------------------------------------------------------
     def encode_stage1(
         self,
         obs_img: Tensor,

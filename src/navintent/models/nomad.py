@@ -203,7 +203,7 @@ class NoMaDPolicy(nn.Module):
             x = scheduler.step(eps, t, x, generator=generator).prev_sample
         return x.reshape(batch, num_samples, *shape[1:])
 
-    # --- the original prototype's string dispatch------------------------------------------------------------------
+    # --- the original prototype's string dispatch -------------------------------------------------
     def forward(self, func_name: str, **kwargs: Any) -> Tensor:
         """``policy("vision_encoder", obs_img=, goal_img=, input_goal_mask=)``,
         ``policy("noise_pred_net", sample=, timestep=, global_cond=, latent_z=, lambda_cfg=)``,

@@ -441,7 +441,8 @@ def test_cli_error_paths(tiny_ckpt, tmp_path, capsys):
 
 
 def test_cli_passes_the_navigation_loop_settings(tiny_ckpt, tmp_path):
-    """--waypoint-index, --map-every, --radius and --close-threshold reach the evaluation (its report's config)."""
+    """--waypoint-index, --map-every, --radius, --close-threshold and --stop-when-closest reach the evaluation
+    (its report's config)."""
     import json
 
     out = tmp_path / "cli"
@@ -449,10 +450,11 @@ def test_cli_passes_the_navigation_loop_settings(tiny_ckpt, tmp_path):
         "evaluate", "--ckpt", str(tiny_ckpt), "--out-dir", str(out), "--scenes", "1", "--methods", "nomad",
         "--max-episode-steps", "2", "--step-factor", "0.01", "--metric-scale", "0.04", "--workers", "1",
         "--no-plots", "--no-progress", "--waypoint-index", "0", "--map-every", "6", "--radius", "2",
-        "--close-threshold", "2.5",
+        "--close-threshold", "2.5", "--stop-when-closest",
     ]  # fmt: skip
     assert main(args, report_errors=True) == 0
     config = json.loads((out / "metrics.json").read_text())["config"]
-    assert (config["waypoint_index"], config["map_every"], config["radius"], config["close_threshold"]) == (
-        0, 6, 2, 2.5,
-    )  # fmt: skip
+    assert (
+        config["waypoint_index"], config["map_every"], config["radius"], config["close_threshold"],
+        config["stop_when_closest"],
+    ) == (0, 6, 2, 2.5, True)  # fmt: skip

@@ -262,6 +262,39 @@ def test_logged_lr_is_the_lr_of_the_update_and_a_short_schedule_is_named(tmp_pat
     assert (first["train/lr"], second["train/lr"]) == pytest.approx((0.5e-3, 1e-3))  # warm-up: 1/2, 2/2
 
 
+def test_random_shift_reaches_the_loss_as_shifted_images(tmp_path):
+    """train.random_shift 2: the loss sees every image as a crop of its edge-padded self; 0 passes them through."""
+    batch = torch.utils.data.default_collate([MemorySet(4)[i] for i in range(2)])
+    for shift in (0, 2):
+        trainer = Trainer(
+            tiny_config(random_shift=shift), MemorySet(4), None, tmp_path / str(shift), progress=False
+        )
+        seen = {}
+        loss_module = trainer.loss_module
+
+        def spy(b, *args, _inner=loss_module, **kwargs):
+            seen.update(b)
+            return _inner(b, *args, **kwargs)
+
+        trainer.loss_module = spy
+        trainer.train_step(batch, 0, 0, [0, 1])
+        for key in ("obs_img", "goal_img"):
+            h, w = batch[key].shape[-2:]
+            padded = torch.nn.functional.pad(batch[key], (shift,) * 4, mode="replicate")
+            for b in range(2):
+                crops = [
+                    (dy, dx)
+                    for dy in range(2 * shift + 1)
+                    for dx in range(2 * shift + 1)
+                    if torch.equal(seen[key][b], padded[b, :, dy : dy + h, dx : dx + w])
+                ]
+                assert crops, f"{key}[{b}] is no shift of the input"
+        if shift == 0:
+            assert seen["obs_img"] is batch["obs_img"]
+    with pytest.raises(ValueError, match="random_shift must be"):
+        TrainConfig(random_shift=-1)
+
+
 def test_gaussian_fit_matches_the_sample_mean_and_covariance():
     g = torch.Generator().manual_seed(0)
     data = torch.randn(6, 50, 3, generator=g) @ torch.tensor(

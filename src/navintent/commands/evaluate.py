@@ -94,7 +94,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
         max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
         noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
         map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
-        explore_steps=args.explore_steps, waypoint_index=args.waypoint_index,
+        stop_when_closest=args.stop_when_closest, explore_steps=args.explore_steps, waypoint_index=args.waypoint_index,
     )  # fmt: skip
     Objective(config.objective)  # parse errors before any episode runs
     with torch_threads(args.threads):
@@ -175,6 +175,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=EvalConfig.close_threshold,
         help="predicted distance (waypoint steps) below which the next node is the subgoal (NoMaD's -t)",
+    )
+    p.add_argument(
+        "--stop-when-closest",
+        action="store_true",
+        help="declare the goal once the goal node is the closest one (NoMaD navigate.py's rule); default: also "
+        "require its predicted distance below --close-threshold",
     )
     p.add_argument(
         "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"

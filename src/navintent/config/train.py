@@ -96,7 +96,9 @@ class TrainConfig(ConfigBase):
     and ``eval_max_batches`` batches, drawing ``eval_num_samples`` trajectories per observation for ADE/FDE;
     the goal-conditioning metrics (distance-head Spearman/MAE, goal sensitivity;
     :mod:`navintent.evaluation.goal_metrics`) use ``eval_goal_observations`` random test observations (0 = off).
-    Scalars are logged every ``print_log_freq`` steps.
+    Scalars are logged every ``print_log_freq`` steps. ``random_shift`` (pixels, 0 = off; navintent's, NoMaD
+    trains without augmentation): each training batch's images are shifted at random by up to that many pixels
+    (DrQ's random shift, :mod:`navintent.training.augmentation`); evaluation and deployment never shift.
 
     Dataset options (``navintent.data.NavDataset``'s names; NoMaD's defaults):
     ``min_dist_cat``/``max_dist_cat`` (nomad.yaml ``distance:``),
@@ -126,6 +128,7 @@ class TrainConfig(ConfigBase):
     clipping: bool = True
     max_norm: float = 1.0
     goal_mask_prob: float = 0.5
+    random_shift: int = 0
     alpha: float = 1e-4
     ema_power: float = 0.75
     ema_max_decay: float = 0.9999
@@ -214,6 +217,7 @@ class TrainConfig(ConfigBase):
             "max_action_distance",
             "end_slack",
             "ref_horizon",
+            "random_shift",
         ):
             check_non_negative_int(name, getattr(self, name))
         check_positive_int("keep_checkpoints", self.keep_checkpoints)

@@ -153,6 +153,7 @@ def run_episode(
                 navigator = TopomapNavigator(
                     loaded.model, recorded.topomap, radius=config.radius, close_threshold=config.close_threshold,
                     metric_scale=metric_scale, waypoint_index=config.waypoint_index,
+                    stop_when_closest=config.stop_when_closest,
                 )  # fmt: skip
                 t_pred = loaded.model.config.len_traj_pred
 

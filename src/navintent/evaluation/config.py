@@ -46,7 +46,9 @@ class EvalConfig(ConfigBase):
     noise_space: the noise methods' Adam learning rate, noise realism weight and optimised noise
     (:class:`navintent.steering.Z2OptimConfig`). task: ``navigate`` (NoMaD's topological-map loop over a map the
     expert records without pedestrians, a node every ``map_every`` frames, 0 = :func:`map_every_frames`;
-    localisation ``radius`` and ``close_threshold`` as NoMaD's navigate.py), ``explore`` (goal masked, ``explore_steps`` steps) or
+    localisation ``radius`` and ``close_threshold`` as NoMaD's navigate.py; ``stop_when_closest``: declare the goal
+    as soon as the goal node is the closest one, NoMaD navigate.py's rule, instead of also requiring its distance
+    below ``close_threshold``, :class:`navintent.deploy.TopomapNavigator`), ``explore`` (goal masked, ``explore_steps`` steps) or
     ``goal-image`` (one goal image of the final pose); see :mod:`navintent.evaluation.tasks`. Invalid values raise
     ``ValueError`` naming field and value.
     """
@@ -75,6 +77,7 @@ class EvalConfig(ConfigBase):
     map_every: int = 0
     radius: int = 4
     close_threshold: float = 3.0
+    stop_when_closest: bool = False
     explore_steps: int = 200
 
     def __post_init__(self) -> None:
@@ -87,6 +90,8 @@ class EvalConfig(ConfigBase):
         check_non_negative_int("map_every", self.map_every)
         check_non_negative_int("radius", self.radius)
         check_positive_number("close_threshold", self.close_threshold)
+        if not isinstance(self.stop_when_closest, bool):
+            raise ValueError(f"stop_when_closest must be true or false, got {self.stop_when_closest!r}")
         for name in ("seed", "waypoint_index", "max_plots"):
             check_non_negative_int(name, getattr(self, name))
         for name in ("step_factor", "lr", "safety_radius", "noise_lr"):

@@ -35,6 +35,7 @@ from navintent.errors import NumericalStopError
 from navintent.metric_scale import TrainingScale
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import build_noise_scheduler
+from navintent.training.augmentation import augment_batch
 from navintent.training.checkpoints import (
     check_resumable,
     load_initial_weights,
@@ -252,7 +253,7 @@ class Trainer:
         """One update on ``batch`` (``indices``: its sample indices, for diagnostics); returns the ``train/*``
         scalars (losses, KL weight, gradient norm, LR). :class:`NonFiniteLossError` before any state changes."""
         tc = self.tc
-        batch = to_device(batch, self.device)
+        batch = augment_batch(to_device(batch, self.device), tc.random_shift)
         kl_weight = self.config.intent.kl_weight(self.step)
         losses = self.loss_module(
             batch,

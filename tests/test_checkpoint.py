@@ -14,6 +14,7 @@ from navintent.checkpoint import (
     read_checkpoint,
     resolve_device,
     save_checkpoint,
+    write_inference_checkpoint,
 )
 from navintent.config import SchedulerConfig, preset_model_config
 from navintent.models.nomad import NoMaDPolicy
@@ -183,6 +184,58 @@ def test_inference_model_carries_training_facts(policy, tmp_path):
         load_inference_model(bad)
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_inference_model(tmp_path / "missing.pt")
+
+
+def test_inference_checkpoint_keeps_what_deployment_reads_and_nothing_to_resume(policy, tmp_path):
+    """EMA weights (float16: exactly the EMA rounded to half; float32: bit for bit), config, z2 statistics,
+    training scales and training config survive; the raw weights and the optimiser state do not."""
+    z = policy.z_dim
+    stats = {"mean": torch.arange(z, dtype=torch.float32), "cov": 2 * torch.eye(z), "count": 5}
+    scales = [{"dataset": "d", "metric_waypoint_spacing": 0.04, "waypoint_spacing": 3, "normalize": True,
+               "metres_per_unit": 0.12}]  # fmt: skip
+    train_state = {
+        "config": {"train": {"waypoint_spacing": 3, "ref_horizon": 12}},
+        "optimizer": {"state": {}},
+    }
+    ema = {k: v + 0.01 if v.is_floating_point() else v.clone() for k, v in policy.state_dict().items()}
+    src = tmp_path / "train.pt"
+    save_checkpoint(
+        src, policy, ema_state=ema, scheduler_config=SchedulerConfig(),
+        extra={"z2_stats": stats, "train_state": train_state, "training_scales": scales},
+    )  # fmt: skip
+    full = load_inference_model(src)
+    for dtype, cast in (("float16", torch.float16), ("float32", torch.float32)):
+        dst = tmp_path / f"{dtype}.pt"
+        result = write_inference_checkpoint(src, dst, dtype=dtype)
+        raw = read_checkpoint(dst)
+        assert (
+            result["weights"] == "ema"
+            and raw["ema"] is None
+            and raw["config"] == read_checkpoint(src)["config"]
+        )
+        assert raw["train_state"] == {"config": train_state["config"]} and raw["training_scales"] == scales
+        for k, v in raw["model"].items():
+            assert v.dtype == (cast if ema[k].is_floating_point() else ema[k].dtype), k
+        loaded = load_inference_model(dst)
+        state = loaded.model.state_dict()
+        for k, v in ema.items():
+            expected = v.to(cast).to(v.dtype) if v.is_floating_point() else v
+            assert torch.equal(state[k], expected), k
+            assert state[k].dtype == full.model.state_dict()[k].dtype
+        assert (
+            (loaded.waypoint_spacing, loaded.ref_horizon)
+            == (full.waypoint_spacing, full.ref_horizon)
+            == (3, 12)
+        )
+        assert (
+            torch.equal(loaded.z2_stats[1], full.z2_stats[1])
+            and loaded.training_scales == full.training_scales
+        )
+    assert (tmp_path / "float16.pt").stat().st_size < 0.6 * (tmp_path / "float32.pt").stat().st_size
+    with pytest.raises(FileExistsError, match="float16.pt exists"):
+        write_inference_checkpoint(src, tmp_path / "float16.pt")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        write_inference_checkpoint(src, tmp_path / "x.pt", dtype="bfloat8")
 
 
 def test_corrupt_files_name_the_file(nomad_state, tmp_path):

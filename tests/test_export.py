@@ -1,4 +1,5 @@
-"""``navintent export --format nomad``: NoMaD's exact key set, the latent refusal, and an exact round trip."""
+"""``navintent export``: NoMaD's exact key set, the latent refusal, an exact round trip (``--format nomad``) and
+the shippable inference checkpoint (``--format inference``)."""
 
 import json
 from pathlib import Path
@@ -7,7 +8,13 @@ import pytest
 import torch
 import yaml
 
-from navintent.checkpoint import UntrustedCheckpointError, export_packaged, load_policy, save_checkpoint
+from navintent.checkpoint import (
+    UntrustedCheckpointError,
+    export_packaged,
+    load_policy,
+    read_checkpoint,
+    save_checkpoint,
+)
 from navintent.cli import main
 from navintent.config import (
     NOMAD_ACTION_MAX,
@@ -286,6 +293,30 @@ def test_cli_writes_the_files_and_warns(intent_ckpt, tmp_path, capsys):
     assert "model: NoMaD without the latent" in captured.out
     assert "warning: NoMaD's deployment code cannot build this model size" in captured.err
     assert len(torch.load(out, weights_only=True)) == 561
+
+
+def test_cli_inference_format_writes_a_loadable_half_precision_checkpoint_that_cannot_resume(
+    intent_ckpt, tiny, tmp_path, capsys
+):
+    from navintent.training.checkpoints import check_resumable
+
+    out = tmp_path / "navigator.pt"
+    code = main(
+        ["export", "--ckpt", str(intent_ckpt[0]), "--format", "inference", str(out)], report_errors=True
+    )
+    assert code == 0 and f"wrote {out}: navintent inference checkpoint" in capsys.readouterr().out
+    state = load_policy(out).state_dict()
+    for k, v in intent_ckpt[2].items():  # the EMA weights, rounded to float16
+        assert torch.equal(state[k], v.half().float() if v.is_floating_point() else v), k
+    with pytest.raises(ValueError, match="is an inference checkpoint .* cannot be resumed"):
+        check_resumable(read_checkpoint(out), out, tiny, 1)
+    for extra in (["--latent", "none"], ["--weights", "model"]):
+        code = main(["export", "--ckpt", str(intent_ckpt[0]), "--format", "inference", str(tmp_path / "b.pt"), *extra],
+                    report_errors=True)  # fmt: skip
+        assert code == 2 and f"takes no ['{extra[0]}']" in capsys.readouterr().err
+    code = main(["export", "--ckpt", str(intent_ckpt[0]), "--format", "nomad", str(tmp_path / "c.pth"), "--latent",
+                 "none", "--dtype", "float16"], report_errors=True)  # fmt: skip
+    assert code == 2 and "--dtype is for --format inference" in capsys.readouterr().err
 
 
 def test_convnet_model_round_trips_and_warns_that_nomad_cannot_build_it(tiny, tmp_path):

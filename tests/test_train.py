@@ -272,8 +272,8 @@ def test_random_shift_reaches_the_loss_as_shifted_images(tmp_path):
         seen = {}
         loss_module = trainer.loss_module
 
-        def spy(b, *args, _inner=loss_module, **kwargs):
-            seen.update(b)
+        def spy(b, *args, _inner=loss_module, _seen=seen, **kwargs):
+            _seen.update(b)
             return _inner(b, *args, **kwargs)
 
         trainer.loss_module = spy

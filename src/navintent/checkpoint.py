@@ -218,6 +218,59 @@ def save_checkpoint(
     return _atomic_torch_save(payload, path)
 
 
+INFERENCE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+
+
+def write_inference_checkpoint(
+    src: str | Path, dst: str | Path, *, dtype: str = "float16", overwrite: bool = False
+) -> dict[str, Any]:
+    """Write ``dst``: the deployable part of the native training checkpoint ``src`` (a file to ship or share).
+
+    Kept: ``config``, the EMA weights (the raw ones when ``src`` has no EMA) as ``model`` with ``ema`` None,
+    stored in ``dtype`` ("float16" halves the file; the model is built in float32 and
+    ``load_state_dict`` casts them back), ``z2_stats``, ``training_scales`` and the full training config as
+    ``train_state: {"config": ...}`` (what :func:`load_inference_model` reads for the waypoint spacing and the
+    reference horizon). Dropped: the raw training weights, the optimiser, LR-scheduler and RNG states, so the
+    file cannot resume training (``--resume`` refuses it by name). Floating-point tensors are cast; integer
+    buffers are kept. Returns ``{"path", "tensors", "values", "bytes", "weights"}`` (``weights``: "ema" or
+    "model"). Raises ``ValueError`` for an unknown ``dtype`` or a ``src`` that is not a native checkpoint,
+    ``FileExistsError`` when ``dst`` exists and ``overwrite`` is false.
+    """
+    if dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"dtype must be one of {list(INFERENCE_DTYPES)}, got {dtype!r}")
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass overwrite=True (--overwrite) to replace it")
+    raw = read_checkpoint(src)
+    which = "ema" if raw.get("ema") is not None else "model"
+    target = INFERENCE_DTYPES[dtype]
+    state = {
+        k: (v.detach().to("cpu", target) if v.is_floating_point() else v.detach().to("cpu")).clone()
+        for k, v in raw[which].items()
+    }
+    payload: dict[str, Any] = {
+        "format": NATIVE_FORMAT,
+        "version": NATIVE_VERSION,
+        "config": raw["config"],
+        "model": state,
+        "ema": None,
+    }
+    for key in ("z2_stats", "training_scales"):
+        if raw.get(key) is not None:
+            payload[key] = raw[key]
+    config = raw.get("train_state", {}).get("config")
+    if config is not None:
+        payload["train_state"] = {"config": config}
+    _atomic_torch_save(payload, dst)
+    return {
+        "path": dst,
+        "tensors": len(state),
+        "values": sum(v.numel() for v in state.values()),
+        "bytes": dst.stat().st_size,
+        "weights": which,
+    }
+
+
 def export_packaged(
     path: str | Path, model: nn.Module, scheduler_config: SchedulerConfig | None = None
 ) -> Path:

@@ -58,7 +58,7 @@ from navintent.config import (
 )
 from navintent.metric_scale import NOMAD_FRAME_RATE, NOMAD_MAX_V, TrainingScale, read_training_scales
 
-FORMATS: tuple[str, ...] = ("nomad",)
+FORMATS: tuple[str, ...] = ("nomad", "inference")
 LATENTS: tuple[str, ...] = ("none",)
 WEIGHTS: tuple[str, ...] = ("ema", "model")
 # State-dict prefixes of NoMaD's three networks (key names follow nomad.pth).

@@ -78,6 +78,11 @@ def check_resumable(
         raise ValueError(
             f"{path} has no 'train_state': it is not a training checkpoint and cannot be resumed"
         )
+    if "optimizer" not in ts:
+        raise ValueError(
+            f"{path} is an inference checkpoint (weights and config only, `navintent export --format inference`): "
+            "it holds no optimiser state and cannot be resumed; resume from the training run's checkpoint"
+        )
     saved = dict(ts["config"])
     now = config.to_dict()
     for key in RESUMABLE_TRAIN_KEYS:

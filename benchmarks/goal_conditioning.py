@@ -11,7 +11,9 @@
 2. Trains ``--preset`` with the demo's recipe (:func:`navintent.demo.recipe_sections` plus ``--set section.key=value``) for ``--steps`` steps with
    :func:`navintent.training.train` (as ``navintent train``; evaluation at the last step), wall-clock measured
    around it.
-3. Prints the final evaluation's goal-conditioning metrics (:mod:`navintent.evaluation.goal_metrics`: distance-head
+3. With ``--export FILE``, writes the run's inference checkpoint there (float16 EMA weights, as ``navintent export
+   --format inference``).
+4. Prints the final evaluation's goal-conditioning metrics (:mod:`navintent.evaluation.goal_metrics`: distance-head
    Spearman (with its 95% bootstrap interval) and MAE, goal and goal-mask sensitivity with their displacements) and ADE with the reference / prior
    mean, as a Markdown row, and writes ``DIR/result.json``.
 
@@ -30,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from navintent.checkpoint import write_inference_checkpoint
 from navintent.cli import configure_logging
 from navintent.demo import DATA_SEED, FULL, PLANS, recipe_sections
 from navintent.sim.config import ExpertConfig, SceneConfig, SimConfig
@@ -128,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         help="its correlation time in s (default %(default)s)",
     )
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE",
+        help="also write the run's inference checkpoint (float16 EMA weights, `navintent export --format "
+        "inference`) to FILE; how the package's shipped navigator is made (README)",
+    )
     args = p.parse_args(argv)
     if args.steps < 1 or args.episodes < 2:
         p.error(f"--steps must be >= 1 and --episodes >= 2, got {args.steps} and {args.episodes}")
@@ -171,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [k for k in METRICS if k not in final]
     if missing:
         raise RuntimeError(f"{run / 'metrics.csv'} has no {missing}: the last step was not evaluated")
+    if args.export is not None:
+        written = write_inference_checkpoint(run / "latest.pt", args.export, dtype="float16", overwrite=True)
+        print(f"wrote {args.export}: inference checkpoint, {written['bytes'] / 1e6:.1f} MB")
     intervals = {k: final[k] for k in final if "_ci95_" in k}
     result = {"preset": args.preset, "steps": args.steps, "seconds": seconds, "recipe": recipe,
               "start_yaw_spread": args.start_yaw_spread, **{k: final[k] for k in METRICS}, **intervals}  # fmt: skip

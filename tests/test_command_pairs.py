@@ -8,7 +8,9 @@ Pairs (writer -> reader), each run through the CLI as a user would:
 - ``train`` -> its own ``config.yaml`` as ``train --config``; ``latest.pt`` as ``train --ckpt``, ``sample``,
   ``optimize-z2``, ``evaluate``, ``experiment``, ``export``; ``--export_packaged`` as ``sample`` / ``export`` /
   ``evaluate`` with ``--trust-checkpoint``;
-- ``export`` -> ``OUT.pth`` + ``OUT.yaml`` as ``sample``, ``evaluate`` and ``train --ckpt ... --config``.
+- ``export`` -> ``OUT.pth`` + ``OUT.yaml`` as ``sample``, ``evaluate`` and ``train --ckpt ... --config``;
+  ``--format inference`` (float16) as ``sample``, ``optimize-z2``, ``evaluate``, ``experiment``, ``export
+  --format nomad`` and ``train --ckpt`` (initial weights; ``--resume`` refuses it by name).
 
 ``optimize-z2`` writes ``report.json``, ``trajectories.pt`` and ``z2_optimized.pt``: results for people and scripts,
 which no navintent command reads.
@@ -113,6 +115,32 @@ def test_exported_files_are_read_by_sample_evaluate_and_train(made, tmp_path):
         main([*argv, "--batch_size", "2", "--max_steps", "1", "--no_progress", "--out", str(tmp_path / "t")])
         == 0
     )
+
+
+def test_inference_export_is_read_by_every_inference_command_and_train(made, tmp_path, capsys):
+    root, data, run = made
+    small = tmp_path / "navigator.pt"
+    assert main(["export", "--ckpt", str(run / "latest.pt"), "--format", "inference", str(small)]) == 0
+    ckpt = str(small)
+    assert main(["sample", "--ckpt", ckpt, "--out-dir", str(tmp_path / "s"), "--num-samples", "2"]) == 0
+    opt = ["optimize-z2", "--ckpt", ckpt, "--steps", "1", "--draws", "1", "--eval-draws", "1", "--no-plots"]
+    assert main([*opt, "--out-dir", str(tmp_path / "o"), "--dataset", str(data), "--split", "train"]) == 0
+    ev = ["--ckpt", ckpt, "--scenes", "1", "--no-plots", "--no-progress", "--data-dir", str(data)]
+    assert (
+        main(["evaluate", *ev, "--methods", "nomad", "--max-episode-steps", "2", "--out-dir", str(tmp_path)])
+        == 0
+    )
+    assert main(["experiment", "diversity", *ev, "--samples", "2", "--out-dir", str(tmp_path / "x")]) == 0
+    assert (
+        main(["export", "--ckpt", ckpt, "--format", "nomad", str(tmp_path / "n.pth"), "--latent", "none"])
+        == 0
+    )
+    argv = ["train", "--data_dir", str(data), "--config", str(root / "tiny.yaml"), "--ckpt", ckpt, *FAST]
+    assert main([*argv, "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    resume = ["train", "--data_dir", str(data), "--config", str(root / "tiny.yaml"), "--resume", ckpt, *FAST]
+    assert main([*resume, "--out", str(tmp_path / "r")], report_errors=True) == 2
+    assert "is an inference checkpoint" in capsys.readouterr().err
 
 
 def test_packaged_export_is_read_with_trust(made, tmp_path):

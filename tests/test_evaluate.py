@@ -335,6 +335,30 @@ def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path
         ev.EvalConfig(task="teleport")
 
 
+def test_stop_when_closest_reaches_the_navigator_of_every_episode(tiny_ckpt, tmp_path, monkeypatch):
+    """EvalConfig.stop_when_closest is handed to the topological-map navigator (NoMaD's goal rule), off by default."""
+    from navintent.evaluation import closed_loop
+
+    seen = []
+
+    class Spy(closed_loop.TopomapNavigator):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("stop_when_closest"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(closed_loop, "TopomapNavigator", Spy)
+    loaded = load_inference_model(tiny_ckpt)
+    common = dict(
+        scenes=1, min_steps=2, max_episode_steps=2, metric_scale=0.04, max_plots=0, methods=("nomad",)
+    )
+    for flag in (True, False):
+        ev.evaluate(loaded, ev.EvalConfig(**common, stop_when_closest=flag), tmp_path / str(flag), plots=False,
+                    progress=False)  # fmt: skip
+    assert seen == [True, False]
+    with pytest.raises(ValueError, match="stop_when_closest must be true or false, got 'yes'"):
+        ev.EvalConfig(stop_when_closest="yes")
+
+
 def test_map_node_gap_follows_the_waypoint_spacing():
     from navintent.evaluation.config import map_every_frames
 

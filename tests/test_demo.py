@@ -20,8 +20,22 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert metrics["data"]["episodes"] == plan.episodes
     assert metrics["train"]["steps"] == plan.train_steps and "train/loss" in metrics["train"]["final"]
     assert metrics["train"]["obs_encoder"] == plan.obs_encoder == "convnet"
-    assert set(metrics["stages"]) == {"record", "train", "optimize", "evaluate", "experiments"}
-    summary = metrics["closed_loop"]["summary"]
+    assert set(metrics["stages"]) == {"record", "train", "optimize", "evaluate", "navigator", "experiments"}
+    summary = metrics["closed_loop_details"]["summary"]
+    stats = metrics["closed_loop"]["goal-image"]  # the closed-loop issue's {task: {method: {metric: ...}}}
+    assert list(stats) == list(ev.METHODS)
+    for key in (
+        "success",
+        "static_collision_rate",
+        "pedestrian_collision_rate",
+        "attack_success",
+        "goal_rate",
+    ):
+        assert set(stats["reference"][key]) == {"mean", "ci95", "n"} and stats["reference"][key]["n"] == 1
+    shipped = metrics["shipped_navigator"]  # the packaged navigator in NoMaD's loop, same form
+    assert shipped["checkpoint"].endswith("sim_navigator.pt") and "goal_conditioning.py" in shipped["command"]
+    assert list(shipped["closed_loop"]["navigate"]) == ["nomad", "reference"]
+    assert shipped["closed_loop"]["navigate"]["reference"]["goal_rate"]["n"] == plan.nav_scenes
     assert list(summary) == list(ev.METHODS)  # every method ran, in order
     for row in summary.values():
         assert row["episodes"] == plan.eval_scenes
@@ -42,7 +56,8 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
         "## 2. Training",
         "## 3. z2 optimisation",
         "## 4. Closed loop",
-        "## 5. Latent",
+        "## 5. The shipped navigator",
+        "## 6. Latent",
     ):
         assert section in report
     assert ev.markdown_table(summary).splitlines()[0] in report
@@ -59,6 +74,7 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     for rel in ("train/latest.pt", "evaluate/summary.png", "experiments/diversity.png", "experiments/perturb.png",
                 "optimize/report.json"):  # fmt: skip
         assert (out / rel).is_file(), rel
+    assert "benchmarks/goal_conditioning.py --out" in report
     for plot in metrics["files"]["closed_loop_plots"]:
         assert (out / "evaluate" / plot.rsplit("/", 1)[-1]).is_file()
 

@@ -8,8 +8,11 @@ Stages (each reuses the module that owns it; progress bars throughout):
    wall-clock (``navintent optimize-z2 --method all``);
 4. evaluate closed loop in held-out scenes (:func:`navintent.evaluation.evaluate`: NoMaD, prior and reference
    latents, every steering method re-optimised in the loop);
-5. the latent experiments (:func:`navintent.evaluation.run_diversity`, :func:`navintent.evaluation.run_perturb`);
-6. ``DIR/report.md`` (tables, plots, timings) and ``DIR/metrics.json``.
+5. the shipped navigator (:mod:`navintent.shipped`, trained beforehand by navintent's own training) in NoMaD's
+   deployment loop (task ``navigate``) on held-out scenes, NoMaD without latent beside the reference latent;
+6. the latent experiments (:func:`navintent.evaluation.run_diversity`, :func:`navintent.evaluation.run_perturb`);
+7. ``DIR/report.md`` (tables, plots, timings) and ``DIR/metrics.json`` (``closed_loop`` and
+   ``shipped_navigator.closed_loop`` as ``{task: {method: {metric: {"mean", "ci95", "n"}}}}``).
 
 Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--quick`` <= 3):
 
@@ -27,6 +30,9 @@ Decisions, for the 2-core CPU this must finish on (full run <= 15 minutes, ``--q
   (the policy NoMaD deploys, where the goal image is the only guide) learnt from 5% of the samples until
   ``latent_free_weight``; the goal's effect grows with the steps. A few CPU minutes still give a modest navigator:
   the demo shows the machinery with honest numbers.
+- The closed loop of the model trained here runs 2 scenes (every steering method; the scenes run in parallel, one
+  per core), the shipped navigator 8 scenes: a few CPU minutes do not train a navigator that drives well in
+  closed loop, so the competent one is the shipped checkpoint (README "Closed loop"), evaluated beside it.
 - z2 optimisation, open loop and in the closed loop, uses Adam at lr 0.2 in whitened z2 coordinates against
   ``softmin_dist:1.0,dynamics:10,z2_nll:0.03`` with z1 from Encoder1 on the scene (the README's proof settings).
 - Held-out: evaluation scene seeds (``navintent.evaluation.EVAL_SEED_BASE`` + ...) are checked against the recorded
@@ -92,6 +98,8 @@ class DemoPlan:
     eval_goal_observations: int = 64  # test observations of the goal metrics
     steer_noise: float = 0.0  # rad/s, ExpertConfig.steer_noise of the recorded data (0: the expert as is)
     steer_noise_time: float = 1.0  # s, ExpertConfig.steer_noise_time
+    nav_scenes: int = 0  # held-out scenes for the shipped navigator in NoMaD's loop (0: skip that stage)
+    nav_max_steps: int = 400  # its episode cap (EvalConfig.max_episode_steps)
     opt_lr: float = 0.2  # Adam in whitened z2 coordinates, open loop and closed loop
     objective: str = "softmin_dist:1.0,dynamics:10,z2_nll:0.03"
 
@@ -101,16 +109,17 @@ PLANS: dict[str, DemoPlan] = {
         episodes=6, image_size=(64, 64), record_workers=1, preset="tiny", batch_size=4, train_steps=12, train_lr=None,
         freeze_vision=False, opt_scenarios=1, opt_steps=5, opt_draws=2, opt_eval_draws=2, eval_scenes=1,
         eval_min_steps=20, eval_max_steps=24, eval_step_factor=1.0, replan_every=8, eval_opt_steps=3, eval_draws=2,
-        exp_scenarios=1, exp_samples=4, sigmas=(0.0, 1.0, 4.0), obs_encoder="convnet",
+        exp_scenarios=1, exp_samples=4, sigmas=(0.0, 1.0, 4.0), obs_encoder="convnet", nav_scenes=1,
+        nav_max_steps=16,
     ),
     FULL: DemoPlan(
         episodes=240, image_size=(96, 96), record_workers=2, preset="demo", batch_size=32, train_steps=TRAIN_STEPS,
         train_lr=2e-3, freeze_vision=False, opt_scenarios=6, opt_steps=60, opt_draws=8, opt_eval_draws=16,
-        eval_scenes=3, eval_min_steps=60, eval_max_steps=120, eval_step_factor=1.5, replan_every=10, eval_opt_steps=5,
+        eval_scenes=2, eval_min_steps=60, eval_max_steps=120, eval_step_factor=1.5, replan_every=10, eval_opt_steps=5,
         eval_draws=4, exp_scenarios=3, exp_samples=16, sigmas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
         model_image_size=(32, 32), waypoint_spacing=4, obs_encoder="convnet", context_size=1, alpha=1e-3,
         start_yaw_spread=180.0, goal_mask_prob=0.3, latent_free_weight=1.0, anneal=True, warmup_steps=100,
-        eval_goal_observations=512,
+        eval_goal_observations=512, nav_scenes=8,
     ),
 }  # fmt: skip
 DATA_SEED = 0
@@ -123,6 +132,7 @@ METRICS_KEYS = (
     "train",
     "optimize",
     "closed_loop",
+    "shipped_navigator",
     "experiments",
     "files",
 )
@@ -194,7 +204,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
 
     t_start = time.perf_counter()
     stages: dict[str, float] = {}
-    total = 6
+    total = 7
 
     _stage(1, total, f"recording {plan.episodes} expert episodes in the built-in world")
     t0 = time.perf_counter()
@@ -276,7 +286,16 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     )
     stages["evaluate"] = time.perf_counter() - t0
 
-    _stage(5, total, "latent experiments: z1 fixed -> diversity, z1 perturbed -> executable fraction")
+    shipped = None
+    if plan.nav_scenes:
+        _stage(
+            5, total, f"the shipped navigator in NoMaD's deployment loop, {plan.nav_scenes} held-out scene(s)"
+        )
+        t0 = time.perf_counter()
+        shipped = _evaluate_shipped_navigator(out / "navigator", plan, data_dir, threads)
+        stages["navigator"] = time.perf_counter() - t0
+
+    _stage(6, total, "latent experiments: z1 fixed -> diversity, z1 perturbed -> executable fraction")
     t0 = time.perf_counter()
     exp_dir = out / "experiments"
     common = dict(scenes=plan.exp_scenarios, samples=plan.exp_samples, seed=0, metric_scale=metric_scale)
@@ -284,7 +303,7 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
     perturb = ev.run_perturb(loaded, exp_dir, sigmas=plan.sigmas, **common)
     stages["experiments"] = time.perf_counter() - t0
 
-    _stage(6, total, "writing the report")
+    _stage(7, total, "writing the report")
     seconds = time.perf_counter() - t_start
     metrics: dict[str, Any] = {
         "mode": QUICK if quick else FULL,
@@ -305,12 +324,14 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
             "summary": opt_report.get("summary", {}),
             "scenarios": len(opt_report.get("scenarios", [])),
         },
-        "closed_loop": {
+        "closed_loop": closed.closed_loop,  # {task: {method: {metric: {"mean", "ci95", "n"}}}}
+        "closed_loop_details": {
             "summary": closed.summary,
             "metric_scale": closed.metric_scale.metres_per_unit,
             "scenes": closed.scenes,
             "config": closed.config.to_dict(),
         },
+        "shipped_navigator": None if shipped is None else _shipped_metrics(shipped),
         "experiments": {"diversity": diversity["summary"], "perturb": perturb["levels"]},
         "files": {},
     }
@@ -319,12 +340,67 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
         "report": str(report),
         "metrics": str(out / "metrics.json"),
         "closed_loop_plots": [str(out / "evaluate" / p) for p in closed.plots or [] if p != "summary.png"],
+        "navigator_plots": []
+        if shipped is None
+        else [str(out / "navigator" / p) for p in shipped.plots or []],
         "experiment_plots": [str(exp_dir / "diversity.png"), str(exp_dir / "perturb.png")],
         "optimize_dir": str(opt_dir),
     }
-    report.write_text(_report_markdown(metrics, plan, closed, opt_report, diversity, perturb, out, threads))
+    report.write_text(
+        _report_markdown(metrics, plan, closed, opt_report, diversity, perturb, out, threads, shipped)
+    )
     ev.write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _evaluate_shipped_navigator(out: Path, plan: DemoPlan, data_dir: Path, threads: int) -> EvaluateResult:
+    """The shipped navigator (:mod:`navintent.shipped`) in NoMaD's deployment loop (task ``navigate``, the loop
+    settings of its record) on ``plan.nav_scenes`` held-out scenes, no-latent NoMaD beside the reference latent;
+    the scenes are checked against both the navigator's training scenes and the demo's data."""
+    from navintent import evaluation as ev
+    from navintent.checkpoint import load_inference_model
+    from navintent.metric_scale import resolve_metric_scale
+    from navintent.shipped import check_shipped_navigator, shipped_navigator_path
+
+    record = check_shipped_navigator()
+    path = shipped_navigator_path()
+    loaded = load_inference_model(path)
+    scale = resolve_metric_scale(checkpoint=loaded.training_scales)
+    deployment = record["deployment"]
+    config = ev.EvalConfig(
+        task="navigate", scenes=plan.nav_scenes, seed=0, methods=tuple(deployment["methods"]),
+        stop_when_closest=bool(deployment["stop_when_closest"]), waypoint_index=int(deployment["waypoint_index"]),
+        max_episode_steps=plan.nav_max_steps, metric_scale=scale.metres_per_unit,
+    )  # fmt: skip
+    seeds = [s.seed for s in ev.evaluation_scenes(config.scenes, config.seed)]
+    _check_held_out(data_dir, seeds)
+    clash = sorted(set(seeds) & {int(s) for s in record["data"]["scene_seeds"]})
+    if clash:
+        raise RuntimeError(
+            f"evaluation scene seeds {clash} are among the shipped navigator's training scenes"
+        )
+    return ev.evaluate(
+        loaded, config, out, meta={"ckpt": str(path)}, scale=scale, workers=min(os.cpu_count() or 1, config.scenes),
+        threads=threads,
+    )  # fmt: skip
+
+
+def _shipped_metrics(result: EvaluateResult) -> dict[str, Any]:
+    """metrics.json's ``shipped_navigator`` block: the checkpoint, its record's provenance and the closed loop in
+    the same ``{task: {method: {metric: {"mean", "ci95", "n"}}}}`` form as ``closed_loop``."""
+    from navintent.shipped import shipped_navigator_record
+
+    record = shipped_navigator_record()
+    return {
+        "checkpoint": result.meta["ckpt"],
+        "command": record["command"],
+        "train_seconds": record["train_seconds"],
+        "machine": record["machine"],
+        "closed_loop": result.closed_loop,
+        "summary": result.summary,
+        "scenes": result.scenes,
+        "config": result.config.to_dict(),
+    }
 
 
 def _range_note(opt_report: dict[str, Any]) -> str:
@@ -390,8 +466,56 @@ def _goal_lines(final: dict[str, float]) -> str:
     )
 
 
+def _rate_text(stats: dict[str, Any]) -> str:
+    """``{"mean", "ci95", "n"}`` of a rate -> ``"88% [78, 97]"`` (no interval when there is none)."""
+    if stats["mean"] is None:
+        return "–"
+    ci = stats.get("ci95")
+    return f"{100 * stats['mean']:.0f}%" + ("" if not ci else f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]")
+
+
+def _navigator_section(metrics: dict[str, Any], shipped: EvaluateResult | None) -> str:
+    """Report section 5: the shipped navigator's closed loop (empty heading note when the plan skips it)."""
+    if shipped is None:
+        return "Not run in this mode.\n"
+    block = metrics["shipped_navigator"]
+    rows = shipped.closed_loop.get("navigate", {})
+    lines = "\n".join(
+        f"- `{method}`: goal {_rate_text(m['goal_rate'])}, static collisions {_rate_text(m['static_collision_rate'])}, "
+        f"pedestrian collisions {_rate_text(m['pedestrian_collision_rate'])} (95% bootstrap intervals, "
+        f"{m['goal_rate']['n']} scenes)"
+        for method, m in rows.items()
+    )
+    plots = "\n".join(f"![navigator](navigator/{Path(p).name})" for p in metrics["files"]["navigator_plots"])
+    cfg = shipped.config
+    return f"""The model this demo trains in a few minutes sees its goal but does not yet navigate (README "Closed loop").
+The package ships one navigator trained beforehand by navintent's own training on data whose expert drives with
+steering noise ({block["train_seconds"] / 60:.0f} minutes on {block["machine"]}; reproduce: `{block["command"]}`;
+`navintent.shipped`). Here it runs NoMaD's deployment loop: a topological map the expert records without
+pedestrians, localisation and subgoals by the distance head (radius {cfg.radius}, close threshold
+{cfg.close_threshold:g}{", the goal declared once its node is the closest, NoMaD's rule" if cfg.stop_when_closest else ""}),
+waypoint {cfg.waypoint_index}, in {len(shipped.scenes)} held-out scenes with pedestrians; a run counts as reaching the goal when the
+navigator declares it within 1 m of it.
+
+{lines}
+
+{shipped.table}
+{plots}
+
+Folder: `navigator/` (`metrics.json` holds every episode).
+"""
+
+
 def _report_markdown(
-    metrics, plan, closed: EvaluateResult, opt_report, diversity, perturb, out: Path, threads: int
+    metrics,
+    plan,
+    closed: EvaluateResult,
+    opt_report,
+    diversity,
+    perturb,
+    out: Path,
+    threads: int,
+    shipped: EvaluateResult | None = None,
 ) -> str:
     st = metrics["stages"]
     tr = metrics["train"]
@@ -408,7 +532,7 @@ def _report_markdown(
 
 Command: `{command}` — {metrics["seconds"] / 60:.1f} minutes on this machine (torch threads: {threads}).
 Stage times (s): record {st["record"]:.0f}, train {st["train"]:.0f}, optimise {st["optimize"]:.0f}, closed loop
-{st["evaluate"]:.0f}, experiments {st["experiments"]:.0f}.
+{st["evaluate"]:.0f}, shipped navigator {st.get("navigator", 0):.0f}, experiments {st["experiments"]:.0f}.
 
 ## 1. Data
 {metrics["data"]["episodes"]} expert episodes ({metrics["data"]["frames"]} frames, {metrics["data"]["with_crossing"]} with a
@@ -449,7 +573,9 @@ approach the target pedestrian; nominal = `reference`; safety radius {cl.safety_
 
 ![summary](evaluate/summary.png)
 
-## 5. Latent experiments
+## 5. The shipped navigator, closed loop in NoMaD's deployment loop
+{_navigator_section(metrics, shipped)}
+## 6. Latent experiments
 z1 fixed -> diversity ({plan.exp_scenarios} scenario(s), {plan.exp_samples} samples):
 
 {diversity["table"]}
@@ -463,5 +589,7 @@ z1 perturbed -> executable fraction (collision-free on the occupancy map and wit
 ## Limitations
 A few CPU minutes of training on {metrics["data"]["episodes"]} episodes give a weak policy: goal rates and the size of the
 steering effects here say little about a model trained on real data for hours. The closed-loop table averages
-{len(closed.scenes)} scene(s); rates move in steps of {100 / max(len(closed.scenes), 1):.0f} points.
+{len(closed.scenes)} scene(s); rates move in steps of {100 / max(len(closed.scenes), 1):.0f} points. The shipped
+navigator's rates come from {len(shipped.scenes) if shipped is not None else 0} scene(s) here; its 40-scene figures
+with intervals are in its record (`navintent/assets/sim_navigator.yaml`) and the README.
 """

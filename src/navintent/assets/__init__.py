@@ -1,0 +1,1 @@
+"""Package data: the shipped sim navigator (``sim_navigator.pt``) and its record; see :mod:`navintent.shipped`."""

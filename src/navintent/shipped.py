@@ -13,8 +13,8 @@ Files (package data, ``navintent/assets``):
 - ``sim_navigator.yaml``: its record: ``command`` (the one command that reproduces it), ``data`` (episodes, data
   seed, steering noise, and ``scene_seeds``, the training scenes, so an evaluation can prove its scenes held out),
   ``recipe`` (the full training config, equal to the checkpoint's), ``machine``, ``train_seconds``, ``sha256`` of the
-  checkpoint, ``deployment`` (the loop settings it was measured with) and ``closed_loop`` (what was measured, with the
-  command).
+  checkpoint, ``deployment`` (the loop settings it was measured with), ``closed_loop`` (navigation measured in NoMaD's
+  loop, with the command) and ``explore`` (goal-masked exploration, likewise).
 
 Decision: retrained only when its recipe changes; :func:`check_shipped_navigator` (run by the tests) proves the file
 and its record agree.

@@ -238,6 +238,20 @@ def test_inference_checkpoint_keeps_what_deployment_reads_and_nothing_to_resume(
         write_inference_checkpoint(src, tmp_path / "x.pt", dtype="bfloat8")
 
 
+def test_written_files_get_the_permissions_of_a_plain_open(tmp_path):
+    """write_atomic's temp file is owner-only (mkstemp); the result follows the umask like any other file."""
+    import os
+
+    from navintent.checkpoint import write_atomic
+
+    old = os.umask(0o027)
+    try:
+        path = write_atomic(tmp_path / "a.bin", lambda fh: fh.write(b"x"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640 and path.read_bytes() == b"x"
+
+
 def test_corrupt_files_name_the_file(nomad_state, tmp_path):
     good = tmp_path / "good.pth"
     torch.save({"a": torch.zeros(3)}, good)

@@ -310,6 +310,17 @@ def test_cli_inference_format_writes_a_loadable_half_precision_checkpoint_that_c
         assert torch.equal(state[k], v.half().float() if v.is_floating_point() else v), k
     with pytest.raises(ValueError, match="is an inference checkpoint .* cannot be resumed"):
         check_resumable(read_checkpoint(out), out, tiny, 1)
+    # re-exported, the file's weights are still named the EMA ones, without a warning
+    again = tmp_path / "again.pt"
+    assert (
+        main(["export", "--ckpt", str(out), "--format", "inference", "--dtype", "float32", str(again)]) == 0
+    )
+    assert "(ema weights of" in capsys.readouterr().out
+    nomad = ["export", "--ckpt", str(out), "--format", "nomad", "--latent", "none"]
+    assert main([*nomad, str(tmp_path / "n.pth")]) == 0
+    assert "no EMA" not in capsys.readouterr().err
+    code = main([*nomad, str(tmp_path / "m.pth"), "--weights", "model"], report_errors=True)
+    assert code == 2 and "holding only the ema weights" in capsys.readouterr().err
     for extra in (["--latent", "none"], ["--weights", "model"]):
         code = main(["export", "--ckpt", str(intent_ckpt[0]), "--format", "inference", str(tmp_path / "b.pt"), *extra],
                     report_errors=True)  # fmt: skip

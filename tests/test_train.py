@@ -293,6 +293,11 @@ def test_random_shift_reaches_the_loss_as_shifted_images(tmp_path):
             assert seen["obs_img"] is batch["obs_img"]
     with pytest.raises(ValueError, match="random_shift must be"):
         TrainConfig(random_shift=-1)
+    with pytest.raises(
+        ValueError,
+        match=r"random_shift must be below a quarter of model.image_size \[32, 32\] \(< 8 px\), got 8",
+    ):
+        tiny_config(random_shift=8)
 
 
 def test_gaussian_fit_matches_the_sample_mean_and_covariance():
@@ -361,6 +366,15 @@ def test_ckpt_initialises_from_a_nomad_state_dict_and_rejects_a_mismatch(tmp_pat
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match=r"missing keys \(1\): \[dist_pred_net\.network\.0\.bias\]"):
         Trainer(tiny_config(), MemorySet(4), None, tmp_path / "run2", init_ckpt=tmp_path / "bad.pth")
+    # a native checkpoint of other model sizes: the error names the sizes its own config differs in
+    other = tiny_config().replace(model=TINY.model.replace(encoding_size=2 * TINY.model.encoding_size))
+    Trainer(other, MemorySet(4), None, tmp_path / "small", progress=False).save(0, 0)
+    with pytest.raises(
+        ValueError, match=r"carries its model config, which differs from this run's in encoding_size"
+    ):
+        Trainer(
+            tiny_config(), MemorySet(4), None, tmp_path / "run3", init_ckpt=tmp_path / "small" / "latest.pt"
+        )
 
 
 def test_train_flags_take_both_spellings():

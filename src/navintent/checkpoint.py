@@ -147,11 +147,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: bool = True) -> Path:
     """Write ``path`` through ``write(file)`` on a temp file in the same folder, fsync, then ``os.replace``: a
-    crash leaves the previous file (or none), never a partial one. Returns the path."""
+    crash leaves the previous file (or none), never a partial one. The file gets the permissions a plain ``open``
+    would give it (0666 less the process umask; ``mkstemp`` alone makes it owner-only). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if binary else "w") as fh:
             write(fh)
             fh.flush()
@@ -161,6 +163,13 @@ def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: b
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and setting it back: POSIX offers no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -226,7 +235,8 @@ def write_inference_checkpoint(
 ) -> dict[str, Any]:
     """Write ``dst``: the deployable part of the native training checkpoint ``src`` (a file to ship or share).
 
-    Kept: ``config``, the EMA weights (the raw ones when ``src`` has no EMA) as ``model`` with ``ema`` None,
+    Kept: ``config``, the EMA weights (the raw ones when ``src`` has no EMA) as ``model`` with ``ema`` None and
+    ``inference: {"weights": "ema" | "model", "dtype"}`` saying which they are,
     stored in ``dtype`` ("float16" halves the file; the model is built in float32 and
     ``load_state_dict`` casts them back), ``z2_stats``, ``training_scales`` and the full training config as
     ``train_state: {"config": ...}`` (what :func:`load_inference_model` reads for the waypoint spacing and the
@@ -243,6 +253,7 @@ def write_inference_checkpoint(
         raise FileExistsError(f"{dst} exists; pass overwrite=True (--overwrite) to replace it")
     raw = read_checkpoint(src)
     which = "ema" if raw.get("ema") is not None else "model"
+    origin = inference_weights_kind(raw) or which  # an inference file's "model" may hold EMA weights
     target = INFERENCE_DTYPES[dtype]
     state = {
         k: (v.detach().to("cpu", target) if v.is_floating_point() else v.detach().to("cpu")).clone()
@@ -254,6 +265,7 @@ def write_inference_checkpoint(
         "config": raw["config"],
         "model": state,
         "ema": None,
+        "inference": {"weights": origin, "dtype": dtype},
     }
     for key in ("z2_stats", "training_scales"):
         if raw.get(key) is not None:
@@ -267,8 +279,18 @@ def write_inference_checkpoint(
         "tensors": len(state),
         "values": sum(v.numel() for v in state.values()),
         "bytes": dst.stat().st_size,
-        "weights": which,
+        "weights": origin,
     }
+
+
+def inference_weights_kind(raw: Mapping[str, Any]) -> str | None:
+    """For an inference checkpoint (:func:`write_inference_checkpoint`; its ``model`` entry holds the only
+    weights) which weights of the training run those are, "ema" or "model"; None for any other checkpoint."""
+    info = raw.get("inference")
+    if raw.get("ema") is not None or not isinstance(info, Mapping):
+        return None
+    kind = info.get("weights")
+    return kind if kind in ("ema", "model") else None
 
 
 def export_packaged(

@@ -474,6 +474,18 @@ def _rate_text(stats: dict[str, Any]) -> str:
     return f"{100 * stats['mean']:.0f}%" + ("" if not ci else f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]")
 
 
+def _cap_note(shipped: EvaluateResult) -> str:
+    """A warning when this mode caps the navigator's episodes below what reaching a goal takes (``--quick``)."""
+    cap = shipped.config.max_episode_steps
+    need = min((s["expert_steps"] for s in shipped.scenes), default=0)
+    if cap >= need:
+        return ""
+    return (
+        f" In this mode episodes stop after {cap} steps while the expert needs {need} or more, so no run can reach "
+        "its goal: the section shows the machinery, not the navigator (the full demo runs up to 400 steps)."
+    )
+
+
 def _navigator_section(metrics: dict[str, Any], shipped: EvaluateResult | None) -> str:
     """Report section 5: the shipped navigator's closed loop (empty heading note when the plan skips it)."""
     if shipped is None:
@@ -490,12 +502,12 @@ def _navigator_section(metrics: dict[str, Any], shipped: EvaluateResult | None) 
     cfg = shipped.config
     return f"""The model this demo trains in a few minutes sees its goal but does not yet navigate (README "Closed loop").
 The package ships one navigator trained beforehand by navintent's own training on data whose expert drives with
-steering noise ({block["train_seconds"] / 60:.0f} minutes on {block["machine"]}; reproduce: `{block["command"]}`;
-`navintent.shipped`). Here it runs NoMaD's deployment loop: a topological map the expert records without
+steering noise (`navintent.shipped`). Training took {block["train_seconds"] / 60:.0f} minutes on {block["machine"]}.
+Reproduce it with `{block["command"]}`. Here it runs NoMaD's deployment loop: a topological map the expert records without
 pedestrians, localisation and subgoals by the distance head (radius {cfg.radius}, close threshold
 {cfg.close_threshold:g}{", the goal declared once its node is the closest, NoMaD's rule" if cfg.stop_when_closest else ""}),
-waypoint {cfg.waypoint_index}, in {len(shipped.scenes)} held-out scenes with pedestrians; a run counts as reaching the goal when the
-navigator declares it within 1 m of it.
+waypoint {cfg.waypoint_index}, in {len(shipped.scenes)} held-out scene(s) with pedestrians; a run counts as reaching the goal when the
+navigator declares it within 1 m of it.{_cap_note(shipped)}
 
 {lines}
 

@@ -48,7 +48,13 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from navintent.checkpoint import UntrustedCheckpointError, load_policy, read_checkpoint, write_atomic
+from navintent.checkpoint import (
+    UntrustedCheckpointError,
+    inference_weights_kind,
+    load_policy,
+    read_checkpoint,
+    write_atomic,
+)
 from navintent.config import (
     NOMAD_ACTION_MAX,
     NOMAD_ACTION_MIN,
@@ -330,7 +336,14 @@ def export_nomad(
         else:
             kind = "native"
             used = "ema" if weights == "ema" and raw.get("ema") is not None else "model"
-            if used != weights:
+            stored = inference_weights_kind(raw)  # an inference file holds one set, named by the file
+            if stored is not None:
+                if weights != stored:
+                    raise ValueError(
+                        f"--weights {weights}: {ckpt} is an inference checkpoint holding only the {stored} weights"
+                    )
+                used = stored
+            elif used != weights:
                 warnings.append(f"{ckpt} stores no EMA weights; exported its raw training weights")
             scales = read_training_scales(raw.get("training_scales"), where=str(ckpt))
             train_state = raw.get("train_state")

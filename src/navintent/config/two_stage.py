@@ -39,6 +39,8 @@ class TwoStageTrainingConfig(ConfigBase):
     - a ``datasets`` entry name may appear once.
     - ``train.ref_mode: planner`` needs ``model.learn_angle`` false: a planner's route carries positions only,
       while ``learn_angle`` asks for a reference with yaw.
+    - ``train.random_shift`` must stay below a quarter of the smaller ``model.image_size`` side: a larger shift
+      replaces most of the image by its replicated border.
     """
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -74,6 +76,12 @@ class TwoStageTrainingConfig(ConfigBase):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"datasets must name each dataset once, got {repeated} more than once")
+        limit = min(self.model.image_size) / 4
+        if self.train.random_shift >= limit:
+            raise ValueError(
+                f"train.random_shift must be below a quarter of model.image_size {list(self.model.image_size)} "
+                f"(< {limit:g} px), got {self.train.random_shift}"
+            )
         want = self.model.action_dim
         if self.intent.ref_dim != want:
             raise ValueError(

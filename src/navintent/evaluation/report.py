@@ -132,10 +132,23 @@ def write_results_markdown(
     """``results.md``: the scenes, metric scale (m per unit) and safety radius (m), the summary ``table`` and the
     interval table of ``closed_loop`` (``{method: {metric: {"mean", "ci95", "n"}}}`` of ``config.task``)."""
     path = Path(path)
+    loop = ""
+    if config.task == "navigate":
+        rule = (
+            "the goal node is the closest (NoMaD's rule, `--stop-when-closest`)"
+            if config.stop_when_closest
+            else f"the goal node is the closest and its predicted distance is below {config.close_threshold:g}"
+        )
+        loop = (
+            f" Topological map: a node every {config.map_every or 'N'} frames, radius {config.radius}; the navigator "
+            f"declares the goal when {rule}; it counts as reached within 1 m of the goal. Episodes of at most "
+            f"{config.max_episode_steps} steps."
+        )
     path.write_text(
         f"# Closed-loop evaluation, task `{config.task}`\n\n{len(results)} held-out scenes (seeds "
         f"{[r.scene.seed for r in results]}), metric scale {metric_scale:.4f} m per unit, safety radius "
-        f"{config.safety_radius} m, nominal `{NOMINAL}`.\n\n{table}\n{ci_table(closed_loop)}"
+        f"{config.safety_radius} m, nominal `{NOMINAL}` (attack success counts only scenes where the nominal run "
+        f"stayed outside the safety radius; – when there were none).{loop}\n\n{table}\n{ci_table(closed_loop)}"
     )
     return path
 

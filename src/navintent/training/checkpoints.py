@@ -118,7 +118,20 @@ def load_initial_weights(model: nn.Module, path: Path) -> None:
         import_nomad_state_dict(model, strip_data_parallel_prefix(state), source=str(path))
         return
     state = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
-    import_nomad_state_dict(model, state, source=f"{path} (native)")
+    try:
+        import_nomad_state_dict(model, state, source=f"{path} (native)")
+    except ValueError as err:
+        saved = ckpt.get("config", {}).get("model", {})
+        now = model.config.to_dict()
+        diffs = [f"{k}: file {saved.get(k)!r}, run {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+                 if saved.get(k) != now.get(k)]  # fmt: skip
+        if not diffs:
+            raise
+        raise ValueError(
+            f"{err}\n{path} is a native navintent checkpoint and carries its model config, which differs from "
+            f"this run's in {'; '.join(diffs)}: give the run the same model section (e.g. --config with the "
+            "training run's config.yaml)"
+        ) from err
 
 
 def publish_checkpoint(out_dir: Path, path: Path, keep: int) -> None:

@@ -78,22 +78,22 @@ def test_train_writes_a_config_and_checkpoints_that_train_reads_back(made, capsy
     assert read_checkpoint(root / "again" / "latest.pt")["train_state"]["step"] == 1
 
 
-def test_a_checkpoint_is_read_by_every_inference_command(made, tmp_path):
-    root, data, run = made
-    ckpt = str(run / "latest.pt")
-    assert main(["sample", "--ckpt", ckpt, "--out-dir", str(tmp_path / "s"), "--num-samples", "2"]) == 0
+def _read_by_every_inference_command(ckpt: str, data, out) -> None:
+    """sample, optimize-z2, evaluate, experiment and export --format nomad all accept ``ckpt``."""
+    assert main(["sample", "--ckpt", ckpt, "--out-dir", str(out / "s"), "--num-samples", "2"]) == 0
     opt = ["optimize-z2", "--ckpt", ckpt, "--steps", "1", "--draws", "1", "--eval-draws", "1", "--no-plots"]
-    assert main([*opt, "--out-dir", str(tmp_path / "o"), "--dataset", str(data), "--split", "train"]) == 0
+    assert main([*opt, "--out-dir", str(out / "o"), "--dataset", str(data), "--split", "train"]) == 0
     ev = ["--ckpt", ckpt, "--scenes", "1", "--no-plots", "--no-progress", "--data-dir", str(data)]
     assert (
-        main(["evaluate", *ev, "--methods", "nomad", "--max-episode-steps", "2", "--out-dir", str(tmp_path)])
-        == 0
+        main(["evaluate", *ev, "--methods", "nomad", "--max-episode-steps", "2", "--out-dir", str(out)]) == 0
     )
-    assert main(["experiment", "diversity", *ev, "--samples", "2", "--out-dir", str(tmp_path / "x")]) == 0
-    assert (
-        main(["export", "--ckpt", ckpt, "--format", "nomad", str(tmp_path / "n.pth"), "--latent", "none"])
-        == 0
-    )
+    assert main(["experiment", "diversity", *ev, "--samples", "2", "--out-dir", str(out / "x")]) == 0
+    assert main(["export", "--ckpt", ckpt, "--format", "nomad", str(out / "n.pth"), "--latent", "none"]) == 0
+
+
+def test_a_checkpoint_is_read_by_every_inference_command(made, tmp_path):
+    _, data, run = made
+    _read_by_every_inference_command(str(run / "latest.pt"), data, tmp_path)
 
 
 def test_exported_files_are_read_by_sample_evaluate_and_train(made, tmp_path):
@@ -122,19 +122,7 @@ def test_inference_export_is_read_by_every_inference_command_and_train(made, tmp
     small = tmp_path / "navigator.pt"
     assert main(["export", "--ckpt", str(run / "latest.pt"), "--format", "inference", str(small)]) == 0
     ckpt = str(small)
-    assert main(["sample", "--ckpt", ckpt, "--out-dir", str(tmp_path / "s"), "--num-samples", "2"]) == 0
-    opt = ["optimize-z2", "--ckpt", ckpt, "--steps", "1", "--draws", "1", "--eval-draws", "1", "--no-plots"]
-    assert main([*opt, "--out-dir", str(tmp_path / "o"), "--dataset", str(data), "--split", "train"]) == 0
-    ev = ["--ckpt", ckpt, "--scenes", "1", "--no-plots", "--no-progress", "--data-dir", str(data)]
-    assert (
-        main(["evaluate", *ev, "--methods", "nomad", "--max-episode-steps", "2", "--out-dir", str(tmp_path)])
-        == 0
-    )
-    assert main(["experiment", "diversity", *ev, "--samples", "2", "--out-dir", str(tmp_path / "x")]) == 0
-    assert (
-        main(["export", "--ckpt", ckpt, "--format", "nomad", str(tmp_path / "n.pth"), "--latent", "none"])
-        == 0
-    )
+    _read_by_every_inference_command(ckpt, data, tmp_path)
     argv = ["train", "--data_dir", str(data), "--config", str(root / "tiny.yaml"), "--ckpt", ckpt, *FAST]
     assert main([*argv, "--out", str(tmp_path / "t")]) == 0
     capsys.readouterr()

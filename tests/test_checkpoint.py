@@ -9,6 +9,7 @@ import navintent
 from navintent.checkpoint import (
     UntrustedCheckpointError,
     export_packaged,
+    inference_weights_kind,
     load_inference_model,
     load_policy,
     read_checkpoint,
@@ -236,6 +237,10 @@ def test_inference_checkpoint_keeps_what_deployment_reads_and_nothing_to_resume(
         write_inference_checkpoint(src, tmp_path / "float16.pt")
     with pytest.raises(ValueError, match="dtype must be one of"):
         write_inference_checkpoint(src, tmp_path / "x.pt", dtype="bfloat8")
+    bad = read_checkpoint(tmp_path / "float16.pt")
+    bad["inference"]["weights"] = "raw"
+    with pytest.raises(ValueError, match="inference.weights must be 'ema' or 'model', got 'raw'"):
+        inference_weights_kind(bad)
 
 
 def test_written_files_get_the_permissions_of_a_plain_open(tmp_path):

@@ -370,7 +370,8 @@ def test_ckpt_initialises_from_a_nomad_state_dict_and_rejects_a_mismatch(tmp_pat
     other = tiny_config().replace(model=TINY.model.replace(encoding_size=2 * TINY.model.encoding_size))
     Trainer(other, MemorySet(4), None, tmp_path / "small", progress=False).save(0, 0)
     with pytest.raises(
-        ValueError, match=r"carries its model config, which differs from this run's in encoding_size"
+        ValueError,
+        match=r"carries its model config, which differs from this run's in model.encoding_size: checkpoint 64, now 32",
     ):
         Trainer(
             tiny_config(), MemorySet(4), None, tmp_path / "run3", init_ckpt=tmp_path / "small" / "latest.pt"

@@ -285,12 +285,15 @@ def write_inference_checkpoint(
 
 def inference_weights_kind(raw: Mapping[str, Any]) -> str | None:
     """For an inference checkpoint (:func:`write_inference_checkpoint`; its ``model`` entry holds the only
-    weights) which weights of the training run those are, "ema" or "model"; None for any other checkpoint."""
+    weights) which weights of the training run those are, "ema" or "model"; None for any other checkpoint.
+    ``ValueError`` for an ``inference`` entry naming anything else."""
     info = raw.get("inference")
     if raw.get("ema") is not None or not isinstance(info, Mapping):
         return None
     kind = info.get("weights")
-    return kind if kind in ("ema", "model") else None
+    if kind not in ("ema", "model"):
+        raise ValueError(f"a checkpoint's inference.weights must be 'ema' or 'model', got {kind!r}")
+    return kind
 
 
 def export_packaged(

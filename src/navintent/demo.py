@@ -369,7 +369,7 @@ def _evaluate_shipped_navigator(out: Path, plan: DemoPlan, data_dir: Path, threa
     deployment = record["deployment"]
     config = ev.EvalConfig(
         task="navigate", scenes=plan.nav_scenes, seed=0, methods=tuple(deployment["methods"]),
-        stop_when_closest=bool(deployment["stop_when_closest"]), waypoint_index=int(deployment["waypoint_index"]),
+        stop_when_closest=deployment["stop_when_closest"], waypoint_index=deployment["waypoint_index"],
         max_episode_steps=plan.nav_max_steps, metric_scale=scale.metres_per_unit,
     )  # fmt: skip
     seeds = [s.seed for s in ev.evaluation_scenes(config.scenes, config.seed)]
@@ -379,23 +379,20 @@ def _evaluate_shipped_navigator(out: Path, plan: DemoPlan, data_dir: Path, threa
         raise RuntimeError(
             f"evaluation scene seeds {clash} are among the shipped navigator's training scenes"
         )
+    provenance = {"ckpt": str(path), **{k: record[k] for k in ("command", "train_seconds", "machine")}}
     return ev.evaluate(
-        loaded, config, out, meta={"ckpt": str(path)}, scale=scale, workers=min(os.cpu_count() or 1, config.scenes),
+        loaded, config, out, meta=provenance, scale=scale, workers=min(os.cpu_count() or 1, config.scenes),
         threads=threads,
     )  # fmt: skip
 
 
 def _shipped_metrics(result: EvaluateResult) -> dict[str, Any]:
-    """metrics.json's ``shipped_navigator`` block: the checkpoint, its record's provenance and the closed loop in
-    the same ``{task: {method: {metric: {"mean", "ci95", "n"}}}}`` form as ``closed_loop``."""
-    from navintent.shipped import shipped_navigator_record
-
-    record = shipped_navigator_record()
+    """metrics.json's ``shipped_navigator`` block: the checkpoint, its record's provenance (the evaluation's
+    ``meta``) and the closed loop in the same ``{task: {method: {metric: {"mean", "ci95", "n"}}}}`` form as
+    ``closed_loop``."""
     return {
         "checkpoint": result.meta["ckpt"],
-        "command": record["command"],
-        "train_seconds": record["train_seconds"],
-        "machine": record["machine"],
+        **{k: result.meta[k] for k in ("command", "train_seconds", "machine")},
         "closed_loop": result.closed_loop,
         "summary": result.summary,
         "scenes": result.scenes,
@@ -491,7 +488,7 @@ def _navigator_section(metrics: dict[str, Any], shipped: EvaluateResult | None) 
     if shipped is None:
         return "Not run in this mode.\n"
     block = metrics["shipped_navigator"]
-    rows = shipped.closed_loop.get("navigate", {})
+    rows = shipped.closed_loop["navigate"]
     lines = "\n".join(
         f"- `{method}`: goal {_rate_text(m['goal_rate'])}, static collisions {_rate_text(m['static_collision_rate'])}, "
         f"pedestrian collisions {_rate_text(m['pedestrian_collision_rate'])} (95% bootstrap intervals, "

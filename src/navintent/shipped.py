@@ -69,6 +69,7 @@ def check_shipped_navigator() -> dict[str, Any]:
     in the checkpoint equals the record's ``recipe`` key for key. Returns the record; raises ``ValueError`` naming
     what differs."""
     from navintent.checkpoint import read_checkpoint
+    from navintent.training.checkpoints import config_diff
 
     record = shipped_navigator_record()
     path = shipped_navigator_path()
@@ -76,10 +77,13 @@ def check_shipped_navigator() -> dict[str, Any]:
     if digest != record["sha256"]:
         raise ValueError(f"{path}: SHA-256 {digest}, its record says {record['sha256']}")
     stored = read_checkpoint(path).get("train_state", {}).get("config")
-    if stored != record["recipe"]:
-        keys = sorted(set(stored or {}) | set(record["recipe"]))
-        differ = [k for k in keys if (stored or {}).get(k) != record["recipe"].get(k)]
+    if stored is None:
         raise ValueError(
-            f"{path}: the stored training config differs from {RECORD_NAME}'s recipe in {differ}"
+            f"{path} stores no training config (train_state.config) to compare with {RECORD_NAME}"
+        )
+    differ = config_diff(stored, record["recipe"])
+    if differ:
+        raise ValueError(
+            f"{path}: the stored training config differs from {RECORD_NAME}'s recipe: {'; '.join(differ)}"
         )
     return record

@@ -140,7 +140,7 @@ def write_results_markdown(
             else f"the goal node is the closest and its predicted distance is below {config.close_threshold:g}"
         )
         loop = (
-            f" Topological map: a node every {config.map_every or 'N'} frames, radius {config.radius}; the navigator "
+            f" Topological map: a node every {config.map_every} frames, radius {config.radius}; the navigator "
             f"declares the goal when {rule}; it counts as reached within 1 m of the goal. Episodes of at most "
             f"{config.max_episode_steps} steps."
         )

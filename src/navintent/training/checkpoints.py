@@ -121,10 +121,7 @@ def load_initial_weights(model: nn.Module, path: Path) -> None:
     try:
         import_nomad_state_dict(model, state, source=f"{path} (native)")
     except ValueError as err:
-        saved = ckpt.get("config", {}).get("model", {})
-        now = model.config.to_dict()
-        diffs = [f"{k}: file {saved.get(k)!r}, run {now.get(k)!r}" for k in sorted(set(saved) | set(now))
-                 if saved.get(k) != now.get(k)]  # fmt: skip
+        diffs = config_diff(ckpt["config"]["model"], model.config.to_dict(), "model.")
         if not diffs:
             raise
         raise ValueError(

@@ -274,9 +274,7 @@ class Trainer:
                 f"{ {k: losses[k].item() for k in LOSS_NAMES} }; stopped before the "
                 "optimiser step, the EMA update and any checkpoint"
             )
-        lr = self.optimizer.param_groups[0][
-            "lr"
-        ]  # the LR of this update (the scheduler then moves to the next)
+        lr = self.optimizer.param_groups[0]["lr"]  # this update's LR (the scheduler then moves to the next)
         self.optimizer.step()
         self.lr_scheduler.step()
         self.ema.update(self.model)

@@ -4,7 +4,7 @@
         [--start-yaw-spread DEG] [--via-points K] [--goals-per-start G] [--set train.alpha=1e-3 ...]
 
 1. Records ``--episodes`` expert episodes in the built-in world (``navintent make-data`` semantics, seed
-   ``--data-seed``; ``--start-yaw-spread`` and ``--via-points`` set :class:`navintent.sim.config.SceneConfig`'s
+   ``--data-seed``; ``--start-yaw-spread``, ``--via-points`` and ``--near-obstacle-starts`` set :class:`navintent.sim.config.SceneConfig`'s
    fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, ``--goals-per-start``
    the recorder's groups) into ``DIR/data`` unless it is already there (then it must
    have been recorded with the same arguments).
@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         "--via-points", type=int, default=0, help="random points the expert's path passes through (default 0)"
     )
     p.add_argument(
+        "--near-obstacle-starts",
+        type=float,
+        default=0.0,
+        help="share of episodes starting close to a surface and facing it (SceneConfig.near_obstacle_starts; "
+        "default 0)",
+    )
+    p.add_argument(
         "--goals-per-start",
         type=int,
         default=1,
@@ -144,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.out / "data"
     sim = SimConfig(
-        scene=SceneConfig(start_yaw_spread=args.start_yaw_spread, via_points=args.via_points),
+        scene=SceneConfig(
+            start_yaw_spread=args.start_yaw_spread,
+            via_points=args.via_points,
+            near_obstacle_starts=args.near_obstacle_starts,
+        ),
         expert=ExpertConfig(steer_noise=args.steer_noise, steer_noise_time=args.steer_noise_time),
     )
     if (data / "sim_episodes.yaml").exists():

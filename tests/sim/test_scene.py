@@ -150,3 +150,52 @@ def test_via_points_make_the_path_detour_and_stay_clear():
 def test_via_point_options_reject_bad_values(kwargs):
     with pytest.raises(ValueError, match="via_"):
         SceneConfig(**kwargs)
+
+
+def test_near_obstacle_starts_face_a_close_surface_and_the_expert_turns_away():
+    """Every scene starts 0.25-0.45 m (centre) from its nearest surface, heading at it within +-30 deg; the
+    expert never touches the surface and in most scenes turns in place (>= 45 deg) before it first moves (one
+    of these six starts at the spread's edge where its path leaves sideways: 0 deg)."""
+    from navintent.sim.rollout import run_expert
+
+    config = SimConfig(scene=SceneConfig(near_obstacle_starts=1.0))
+    turned = []
+    for seed in range(6):
+        scene = generate_scene(seed, config)
+        d, normals = scene.static.distances_and_normals(scene.start[None, :2])
+        nearest = int(np.argmin(d[0]))
+        assert 0.25 <= d[0, nearest] <= 0.45
+        towards = -normals[0, nearest]
+        heading = np.array([np.cos(scene.start[2]), np.sin(scene.start[2])])
+        assert np.degrees(np.arccos(np.clip(heading @ towards, -1, 1))) <= 30.0 + 1e-6
+        run = run_expert(scene, max_steps=400)
+        assert run.metrics.static_collisions == 0
+        first_move = int(np.argmax(np.linalg.norm(np.diff(run.poses[:, :2], axis=0), axis=1) > 1e-9))
+        turned.append(
+            abs(
+                np.degrees(np.remainder(run.poses[first_move, 2] - scene.start[2] + np.pi, 2 * np.pi) - np.pi)
+            )
+        )
+    assert sum(t >= 45.0 for t in turned) >= 5, turned
+
+
+def test_near_obstacle_starts_off_draws_the_scenes_drawn_before_the_option():
+    _assert_scenes_equal(
+        generate_scene(3), generate_scene(3, SimConfig(scene=SceneConfig(near_obstacle_starts=0)))
+    )
+    assert generate_scene(3).start.tolist() == [4.878982435167365, 4.92083424976174, -2.0159844150887354]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"near_obstacle_starts": 1.5}, {"near_obstacle_starts": True}, {"near_obstacle_clearance": (0.5, 0.3)},
+     {"near_obstacle_spread": 200.0}],
+)  # fmt: skip
+def test_near_obstacle_options_reject_bad_values(kwargs):
+    with pytest.raises(ValueError, match="near_obstacle"):
+        SceneConfig(**kwargs)
+
+
+def test_near_obstacle_starts_refuse_a_clearance_inside_the_robot():
+    with pytest.raises(ValueError, match="near_obstacle_clearance must start beyond robot.radius"):
+        SimConfig(scene=SceneConfig(near_obstacle_starts=0.5, near_obstacle_clearance=(0.1, 0.3)))

@@ -132,6 +132,13 @@ class SceneConfig(ConfigBase):
     view says it will and only a goal image further along tells which way (what NoMaD's varied teleoperation
     data gives its goal encoder; measured in the README's "Goal conditioning"). 0 draws exactly the scenes drawn
     before the option existed.
+
+    ``near_obstacle_starts`` (default 0, a probability): the share of scenes whose robot starts close to a wall or
+    obstacle and facing it: centre ``near_obstacle_clearance`` m (low/high) from the nearest surface, heading
+    towards that surface +- ``near_obstacle_spread`` degrees. The expert then turns away before it drives, so the
+    recorded data shows what to do with a surface filling the view, the state a goal-masked explorer reaches in
+    closed loop and the expert's own paths never visit (its A* keeps ``robot.radius + expert.inflation``). 0
+    draws exactly the scenes drawn before the option existed.
     """
 
     room_size: float = 6.0
@@ -145,9 +152,22 @@ class SceneConfig(ConfigBase):
     start_yaw_spread: float = 45.0
     via_points: int = 0
     via_distance: tuple[float, float] = (1.0, 2.5)
+    near_obstacle_starts: float = 0.0
+    near_obstacle_clearance: tuple[float, float] = (0.25, 0.45)
+    near_obstacle_spread: float = 30.0
 
     def __post_init__(self) -> None:
         check_positive_number("room_size", self.room_size)
+        p = self.near_obstacle_starts
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"near_obstacle_starts must be a probability in [0, 1], got {p!r}")
+        self.near_obstacle_clearance = _range(
+            "near_obstacle_clearance", self.near_obstacle_clearance, minimum=0.0
+        )
+        if not 0.0 <= float(self.near_obstacle_spread) <= 180.0:
+            raise ValueError(
+                f"near_obstacle_spread must be in [0, 180] degrees, got {self.near_obstacle_spread!r}"
+            )
         if (
             isinstance(self.via_points, bool)
             or not isinstance(self.via_points, int)
@@ -239,3 +259,9 @@ class SimConfig(ConfigBase):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         check_positive_number("goal_radius", self.goal_radius)
+        low = self.scene.near_obstacle_clearance[0]
+        if self.scene.near_obstacle_starts > 0 and low <= self.robot.radius:
+            raise ValueError(
+                f"scene.near_obstacle_clearance must start beyond robot.radius {self.robot.radius} m (a start "
+                f"closer would be inside an obstacle), got {self.scene.near_obstacle_clearance}"
+            )

@@ -11,7 +11,8 @@ pure function of its arguments, so a seed replays exactly. Generation (rejection
    ``robot.radius + expert.inflation`` from obstacles) no longer than 1.6x the straight line; start yaw =
    the path's first heading +- ``start_yaw_spread`` (45 deg by default), goal yaw = its last heading, with >= 1.2 m
    free in front of the goal (so the goal image shows more than a wall); with ``via_points`` > 0 the path is
-   instead A* legs through that many random free points (``via_distance`` apart) to the same goal;
+   instead A* legs through that many random free points (``via_distance`` apart) to the same goal; with
+   ``near_obstacle_starts`` > 0 that share of scenes starts close to a surface and facing it instead;
 3. 0-3 pedestrians; each is, with ``crossing_probability``, a *crosser* whose route cuts the planned path
    perpendicularly at 30-70 % of its length, starting about as far from the crossing point as it walks
    while the robot drives there (so they meet), else a *wanderer* between 2-3 random free points.
@@ -104,6 +105,22 @@ def _free_point(rng: np.random.Generator, static: StaticMap, clearance: float) -
         p = rng.uniform(0.0, static.room_size, size=2)
         if static.clearance(p) >= clearance:
             return p
+    return None
+
+
+def _near_obstacle_start(rng: np.random.Generator, static: StaticMap, config: SimConfig) -> np.ndarray | None:
+    """A start pose ``(x, y, yaw)`` whose centre lies ``near_obstacle_clearance`` m from the nearest surface,
+    facing it +- ``near_obstacle_spread`` degrees, or None when 200 draws found no such point."""
+    sc = config.scene
+    low, high = sc.near_obstacle_clearance
+    for _ in range(200):
+        p = rng.uniform(0.0, static.room_size, size=2)
+        dists, normals = static.distances_and_normals(p[None])
+        nearest = int(np.argmin(dists[0]))
+        if low <= dists[0, nearest] <= high:
+            towards = -normals[0, nearest]  # the normal points away from the surface
+            spread = math.radians(sc.near_obstacle_spread)
+            return np.array([*p, math.atan2(towards[1], towards[0]) + rng.uniform(-spread, spread)])
     return None
 
 
@@ -258,7 +275,12 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
         count = int(rng.integers(sc.n_obstacles[0], sc.n_obstacles[1] + 1))
         boxes, box_h, box_c, cyls, cyl_h, cyl_c = _sample_obstacles(rng, size, count)
         static = StaticMap(size, boxes, cyls)
-        start_xy = _free_point(rng, static, sc.start_clearance)
+        near = None  # the draw happens only when the option is on, so scenes without it replay unchanged
+        if sc.near_obstacle_starts > 0 and rng.random() < sc.near_obstacle_starts:
+            near = _near_obstacle_start(rng, static, config)
+            if near is None:
+                continue
+        start_xy = near[:2] if near is not None else _free_point(rng, static, sc.start_clearance)
         if start_xy is None:
             continue
         route = _draw_goal(rng, static, start_xy, config)
@@ -270,7 +292,10 @@ def generate_scene(seed: int, config: SimConfig | None = None) -> Scene:
             if path is None:
                 continue
         spread = math.radians(sc.start_yaw_spread)
-        start = np.array([*start_xy, _heading(path[0], path[1]) + rng.uniform(-spread, spread)])
+        if near is not None:
+            start = near
+        else:
+            start = np.array([*start_xy, _heading(path[0], path[1]) + rng.uniform(-spread, spread)])
         goal = _goal_pose(static, path)
         if goal is None:
             continue  # the goal image would show nothing but a wall

@@ -1,7 +1,8 @@
 """``navintent sample``: the argparse definition and a thin call of :func:`navintent.sample.sample_trajectories`.
 
-Owns the flags and the lines printed at the end (the policy and scene, the sampling time and metric scale, the
-final-waypoint distances and the files written). What is sampled and drawn is :mod:`navintent.sample`'s docstring.
+Owns the flags and the lines printed at the end (the policy and scene, the sampling time and the metric scale's
+value, whose source the library's metric-scale line on stderr already states, the final-waypoint distances and the
+files written). What is sampled and drawn is :mod:`navintent.sample`'s docstring.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def run_sample(args: argparse.Namespace) -> int:
     print(
         f"navintent sample: {result.source}; {result.scene}; {mode}.\n"
         f"  encoded {result.frames} frames + goal once, ran {result.steps} DDPM denoising steps for "
-        f"{result.num_samples} samples in {result.seconds:.2f} s on {args.device}; {result.metric_scale.describe()}.\n"
+        f"{result.num_samples} samples in {result.seconds:.2f} s on {args.device}; waypoints in metres at "
+        f"{result.metric_scale.metres_per_unit:.4g} m per unit (its source: the metric-scale line above).\n"
         f"  final-waypoint distance: mean {final.mean():.2f} m (min {final.min():.2f}, max {final.max():.2f}).\n"
         f"  wrote {result.png_path} and {result.pt_path}"
     )

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 
-from navintent.data.format import TRAJ_DATA_FILE, TRAJ_NAMES_FILE, DataError, list_trajectory_folders
+from navintent.data.format import (
+    TRAJ_DATA_FILE,
+    TRAJ_NAMES_FILE,
+    DataError,
+    DataWarning,
+    list_trajectory_folders,
+)
 
 
 def write_traj_names(split_folder: str | Path, names: list[str]) -> Path:
@@ -29,7 +36,11 @@ def write_traj_names(split_folder: str | Path, names: list[str]) -> Path:
 def split_dataset(
     data_folder: str | Path, out_dir: str | Path, train_frac: float = 0.8, seed: int = 0
 ) -> tuple[list[str], list[str]]:
-    """Split the trajectories of ``data_folder`` into ``out_dir/{train,test}``; returns (train, test) names."""
+    """Split the trajectories of ``data_folder`` into ``out_dir/{train,test}``; returns (train, test) names.
+
+    Warns (:class:`navintent.data.format.DataWarning`, with the counts) when ``0 < train_frac < 1`` still leaves a
+    split empty (too few trajectories for that fraction): the split is written as asked, but training on an empty
+    train split or evaluating on an empty test split will fail later."""
     if not 0.0 <= train_frac <= 1.0:
         raise ValueError(f"train_frac must be in [0, 1], got {train_frac}")
     names = [p.name for p in list_trajectory_folders(Path(data_folder)) if (p / TRAJ_DATA_FILE).is_file()]
@@ -38,6 +49,14 @@ def split_dataset(
     random.Random(seed).shuffle(names)
     cut = int(train_frac * len(names))
     train, test = names[:cut], names[cut:]
+    if 0.0 < train_frac < 1.0 and not (train and test):
+        empty = "train" if not train else "test"
+        warnings.warn(
+            f"{data_folder}: {len(names)} trajectories at train_frac {train_frac} give {len(train)} train / "
+            f"{len(test)} test: the {empty} split is empty",
+            DataWarning,
+            stacklevel=2,
+        )
     write_traj_names(Path(out_dir) / "train", train)
     write_traj_names(Path(out_dir) / "test", test)
     return train, test

@@ -33,6 +33,16 @@ def test_unknown_keys_are_named_with_the_file(tmp_path):
         ModelConfig.load_yaml(path)
 
 
+def test_bad_values_are_named_with_the_file_and_section(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  alpha: 2.0\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml:train: alpha must be a number in \[0, 1\], got 2\.0"):
+        TwoStageTrainingConfig.load_yaml(path)
+    path.write_text("encoding_size: -3\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: encoding_size must be a positive int, got -3"):
+        ModelConfig.load_yaml(path)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

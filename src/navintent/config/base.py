@@ -41,7 +41,7 @@ class ConfigBase:
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any] | None, *, where: str = "") -> C:
         """Build from a dict; unknown or missing required keys raise ``ValueError`` naming them (and
-        ``where``, e.g. a file). A ``float`` field given a YAML 1.1 exponent string (``"1e-4"``) gets its
+        ``where``, e.g. a file); an invalid value raises the field's ``ValueError`` prefixed with ``where:``. A ``float`` field given a YAML 1.1 exponent string (``"1e-4"``) gets its
         number."""
         data = dict(data or {})
         loc = f" in {where}" if where else ""
@@ -67,7 +67,12 @@ class ConfigBase:
             elif f.type in _FLOAT_TYPES:
                 value = yaml11_float(value)
             kwargs[f.name] = value
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ValueError as err:  # a value check in __post_init__: name where the value came from
+            if not where:
+                raise
+            raise ValueError(f"{where}: {err}") from err
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _to_plain(getattr(self, f.name)) for f in fields(self) if f.init}

@@ -310,6 +310,10 @@ def test_cli_inference_format_writes_a_loadable_half_precision_checkpoint_that_c
         assert torch.equal(state[k], v.half().float() if v.is_floating_point() else v), k
     with pytest.raises(ValueError, match="is an inference checkpoint .* cannot be resumed"):
         check_resumable(read_checkpoint(out), out, tiny, 1)
+    # the command refuses it by name before it looks for data (none is given here)
+    resume = ["train", "--resume", str(out), "--out", str(tmp_path / "resumed")]
+    assert main(resume, report_errors=True) == 2
+    assert "is an inference checkpoint" in capsys.readouterr().err
     # re-exported, the file's weights are still named the EMA ones, without a warning
     again = tmp_path / "again.pt"
     assert (

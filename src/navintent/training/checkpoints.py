@@ -18,6 +18,10 @@ from navintent.checkpoint import import_nomad_state_dict, read_checkpoint, strip
 from navintent.config import TwoStageTrainingConfig
 
 LATEST = "latest.pt"
+INFERENCE_NOT_RESUMABLE = (
+    "{path} is an inference checkpoint (weights and config only, `navintent export --format inference`): it holds "
+    "no optimiser state and cannot be resumed; resume from the training run's checkpoint"
+)
 # Train keys that may differ between a checkpoint and a resumed run (they do not change the computation).
 RESUMABLE_TRAIN_KEYS = frozenset(
     {
@@ -49,10 +53,13 @@ def resume_checkpoint(out_dir: str | Path, resume: str | Path | bool | None) -> 
 
 def checkpoint_config(path: str | Path) -> TwoStageTrainingConfig:
     """The full training config a training checkpoint was written with (its ``train_state.config``).
-    ``ValueError`` for a checkpoint without ``train_state`` (an inference-only file)."""
-    saved = read_checkpoint(path).get("train_state", {}).get("config")
+    ``ValueError`` for a checkpoint without ``train_state`` or without optimiser state (an inference file)."""
+    ts = read_checkpoint(path).get("train_state", {})
+    saved = ts.get("config")
     if saved is None:
         raise ValueError(f"--resume {path} has no train_state: not a training checkpoint")
+    if "optimizer" not in ts:  # refused here, before the data is looked for
+        raise ValueError(INFERENCE_NOT_RESUMABLE.format(path=path))
     return TwoStageTrainingConfig.from_dict(saved, where=str(path))
 
 
@@ -79,10 +86,7 @@ def check_resumable(
             f"{path} has no 'train_state': it is not a training checkpoint and cannot be resumed"
         )
     if "optimizer" not in ts:
-        raise ValueError(
-            f"{path} is an inference checkpoint (weights and config only, `navintent export --format inference`): "
-            "it holds no optimiser state and cannot be resumed; resume from the training run's checkpoint"
-        )
+        raise ValueError(INFERENCE_NOT_RESUMABLE.format(path=path))
     saved = dict(ts["config"])
     now = config.to_dict()
     for key in RESUMABLE_TRAIN_KEYS:

@@ -301,6 +301,46 @@ def test_closed_loop_noise_methods_hold_their_optimised_noise(tiny_ckpt):
     assert "noise log-lik" in ev.markdown_table(summary)
 
 
+def test_hold_offset_and_engage_distance(tiny_ckpt):
+    """``hold: z2`` executes the optimised z2 unchanged for ``replan_every`` steps (its log-likelihood constant);
+    ``hold: offset`` executes each step's Encoder2 z2 plus the offset (the same z2 at the re-optimising step,
+    then moving with the observation). An objective with ``deviation`` gets the nominal plan (the mean plan of
+    Encoder2's z2 over the draws). With no target in ``engage_distance`` nothing is re-optimised."""
+    loaded = load_inference_model(tiny_ckpt)
+    scene = ev.evaluation_scenes(1)[0]
+    free = ev.free_walk(scene, 400)
+    target = ev.target_pedestrian(scene, free)
+    runs = {}
+    for hold in ("z2", "offset"):
+        config = ev.EvalConfig(
+            scenes=1, replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, task="goal-image", hold=hold,
+            objective="softmin_dist:1.0,deviation:1.0",
+        )  # fmt: skip
+        _, policy = ev.run_episode(loaded, "adam", scene, config=config, metric_scale=0.04, max_steps=6,
+                                   free=free, target=target, budget_s=0.0)  # fmt: skip
+        assert policy.reoptimisations == 2
+        runs[hold] = policy.z2_loglik
+    held, offset = runs["z2"], runs["offset"]
+    assert len(set(held[:4])) == 1 and len(set(held[4:])) == 1
+    assert offset[0] == held[0] and len(set(offset[:4])) > 1
+    with pytest.raises(ValueError, match="hold must be one of"):
+        ev.EvalConfig(hold="latest")
+    # a target never within engage_distance of the plan: no re-optimisation, the nominal latent is driven
+    config = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, task="goal-image",
+                           hold="offset", engage_distance=1e-9)  # fmt: skip
+    common = dict(config=config, metric_scale=0.04, max_steps=6, free=free, target=target, budget_s=0.0)
+    ep, policy = ev.run_episode(loaded, "adam", scene, **common)
+    _, nominal = ev.run_episode(loaded, "reference", scene, **common)
+    assert (policy.reoptimisations, policy.skipped_reoptimisations) == (0, 2)
+    assert ep.row["skipped_reoptimisations"] == 2 and ep.row["optimisation_seconds"] is None
+    assert not policy.z2_offset.any()  # Encoder2's z2 of every step is driven as it is
+    assert (
+        policy.z2_loglik[0] == nominal.z2_loglik[0]
+    )  # (later steps differ: the draws moved the noise stream)
+    with pytest.raises(ValueError, match="engage_distance"):
+        ev.EvalConfig(engage_distance=-1.0)
+
+
 def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path):
     """The deployment tasks end to end on a tiny model: a map recorded by the expert, every method driven through
     NoMaD's topological-map loop (localisation each tick) and goal-masked exploration, with the tasks' metrics."""

@@ -595,3 +595,25 @@ def test_a_latent_that_does_nothing_is_named_before_steering(tmp_path, capsys):
     assert "warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by 0% " in (
         capsys.readouterr().err
     )
+
+
+def test_plans_are_the_objectives_waypoints_and_feed_a_deviation_term(model):
+    """``plans(z2)`` returns exactly the waypoints the objective sees for ``z2`` (same fixed draws), without
+    evaluating the objective; with their mean over the draws as ``nominal``, a ``deviation`` term at
+    ``z2_init`` equals the draws' spread around that mean (computed independently here) and grows as z2 moves
+    away."""
+    adapter = _adapter(model)
+    plans = adapter.plans(adapter.z2_init)
+    assert plans.shape == (B, 2, T, 2)
+    assert torch.equal(plans, adapter.loss_given_z2(adapter.z2_init).waypoints.detach())
+    with pytest.raises(ValueError, match="z2 must have shape"):
+        adapter.plans(adapter.z2_init[:1])
+    adapter = DiffusionAdapter(model, _scenarios(), Objective("deviation:1.0"),
+                               sampler=build_sampler(SchedulerConfig(), clip="straight_through"), draws=2,
+                               generator=torch.Generator().manual_seed(2))  # fmt: skip
+    nominal = adapter.plans(adapter.z2_init).mean(1)
+    adapter.context = adapter.context.replace(nominal=nominal)
+    at_init = adapter.loss_given_z2(adapter.z2_init).loss
+    expected = (plans - nominal[:, None]).pow(2).sum(-1).mean(-1).mean(1)  # per draw, then over draws
+    torch.testing.assert_close(at_init, expected)
+    assert (adapter.loss_given_z2(adapter.z2_init + 2.0).loss > at_init).all()

@@ -84,6 +84,7 @@ def _episode_row(
         "noise_loglik": None,
         "dynamics_violation_rate": None,
         "reoptimisations": 0,
+        "skipped_reoptimisations": 0,
         "optimisation_seconds": None,
         "attack_success": None,
     }
@@ -96,6 +97,7 @@ def _episode_row(
                 dynamics_violations(np.stack(policy.plans), policy.dt_wp).mean()
             )
         row["reoptimisations"] = policy.reoptimisations
+        row["skipped_reoptimisations"] = policy.skipped_reoptimisations
         row["optimisation_seconds"] = mean_finite(policy.optimisation_seconds)
     return row
 

@@ -29,6 +29,9 @@ LATENT_METHODS: tuple[str, ...] = ("prior", "reference", "adam", "best_of_n", "c
 STEERING_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise")
 NOISE_STEERING: tuple[str, ...] = ("noise", "z2+noise")
 NOMINAL = "reference"
+# What adam / best_of_n / cem execute between re-optimisations: the optimised z2 itself, or Encoder2's z2 of the
+# current step plus the optimised offset (z2* - Encoder2's z2 at the re-optimisation), see EvalConfig.hold.
+HOLDS: tuple[str, ...] = ("z2", "offset")
 DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
 
 
@@ -49,7 +52,13 @@ class EvalConfig(ConfigBase):
     localisation ``radius`` and ``close_threshold`` as NoMaD's navigate.py; ``stop_when_closest``: declare the goal
     as soon as the goal node is the closest one, NoMaD navigate.py's rule, instead of also requiring its distance
     below ``close_threshold``, :class:`navintent.deploy.TopomapNavigator`), ``explore`` (goal masked, ``explore_steps`` steps) or
-    ``goal-image`` (one goal image of the final pose); see :mod:`navintent.evaluation.tasks`. Invalid values raise
+    ``goal-image`` (one goal image of the final pose); see :mod:`navintent.evaluation.tasks`. hold: what adam /
+    best_of_n / cem execute between re-optimisations: ``z2`` the optimised z2 as it is (held for ``replan_every``
+    steps while the observation moves on), ``offset`` Encoder2's z2 of the current step plus the optimised offset
+    from Encoder2's z2 at the re-optimisation (the navigator keeps adapting to what it sees; the next
+    re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): adam /
+    best_of_n / cem re-optimise only when the target's predicted track passes within this distance of the nominal
+    plan, and otherwise drive Encoder2's z2 (no offset) until the next re-optimising step. Invalid values raise
     ``ValueError`` naming field and value.
     """
 
@@ -79,6 +88,8 @@ class EvalConfig(ConfigBase):
     close_threshold: float = 3.0
     stop_when_closest: bool = False
     explore_steps: int = 200
+    hold: str = "z2"
+    engage_distance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -96,8 +107,10 @@ class EvalConfig(ConfigBase):
             check_non_negative_int(name, getattr(self, name))
         for name in ("step_factor", "lr", "safety_radius", "noise_lr"):
             check_positive_number(name, getattr(self, name))
-        for name in ("budget_s", "lambda_cfg", "metric_scale", "noise_nll_weight"):
+        for name in ("budget_s", "lambda_cfg", "metric_scale", "noise_nll_weight", "engage_distance"):
             check_non_negative_number(name, getattr(self, name))
+        if self.hold not in HOLDS:
+            raise ValueError(f"hold must be one of {list(HOLDS)}, got {self.hold!r}")
         if self.noise_space not in ("all", "x_T"):
             raise ValueError(f"noise_space must be 'all' or 'x_T', got {self.noise_space!r}")
         self.methods = tuple(self.methods)

@@ -6,7 +6,8 @@ A method is two choices, each a small strategy object, instead of a switch on it
   :class:`PriorLatent` (z1 = the prior mean 0) or :class:`ReferenceLatent` (z1 = Encoder1's mean given the expert's
   plan as the reference); z2 = Encoder2(z1, current observation);
 - how it is steered (:class:`Steering`): :class:`Unsteered`; :class:`Z2Search` (adam, best_of_n, cem: z2 re-optimised
-  every ``replan_every`` steps, warm-started, held in between); :class:`GuidedSteering` (a guidance scale chosen
+  every ``replan_every`` steps, warm-started, held in between, or with ``EvalConfig.hold`` ``offset`` its offset
+  from Encoder2's z2 held and added to each step's Encoder2 z2); :class:`GuidedSteering` (a guidance scale chosen
   every ``replan_every`` steps, guided sampling every step); :class:`NoiseSteering` (``noise`` / ``z2+noise``: the
   noise of the draws optimised, the best draw's noise executed until the next re-optimisation).
 
@@ -127,7 +128,15 @@ class Z2Search(_Reoptimising):
 
     def step(self, policy, step, obs, goal, ref, z1, z2):
         if step % policy.config.replan_every == 0:
-            policy.reoptimise(policy.adapter(obs, goal, ref, z1), self)
+            adapter = policy.adapter(obs, goal, ref, z1)
+            if policy.target_in_reach(adapter):
+                policy.reoptimise(adapter, self)
+            else:  # nothing to attack within reach: drive the nominal plan, no offset
+                policy.z2_star = adapter.z2_init.detach().clone()
+                policy.skipped_reoptimisations += 1
+            policy.z2_offset = policy.z2_star - adapter.z2_init
+        if policy.config.hold == "offset" and z2 is not None:
+            return z2 + policy.z2_offset, None
         return policy.z2_star, None
 
 
@@ -261,6 +270,7 @@ class ClosedLoopPolicy:
         self.poses: list[np.ndarray] = []
         self.peds: list[np.ndarray] = []
         self.z2_star: Tensor | None = None
+        self.z2_offset: Tensor | None = None
         self.guide_scale: Tensor | None = None
         self.z1_loglik: list[float] = []
         self.z2_loglik: list[float] = []
@@ -269,9 +279,21 @@ class ClosedLoopPolicy:
         self.noise_exec: SamplerNoise | None = None
         self.plans: list[np.ndarray] = []
         self.reoptimisations = 0
+        self.skipped_reoptimisations = 0
         self.optimisation_seconds: list[float] = []
 
     # --- pieces the strategies use -------------------------------------------------------------------
+    def target_in_reach(self, adapter: DiffusionAdapter) -> bool:
+        """Whether to re-optimise at this step: always when ``EvalConfig.engage_distance`` is 0, else only when
+        the target's predicted track passes within that many metres of the nominal plan (the mean plan of
+        Encoder2's z2 over the draws; closest pair of points, any times)."""
+        reach = self.config.engage_distance
+        if reach <= 0:
+            return True
+        nominal = adapter.plans(adapter.z2_init).mean(1)[0]  # [T, 2]
+        track = adapter.scenarios.agents[0, :, 0]  # [T, 2]
+        return bool(torch.cdist(nominal, track.to(nominal)).min() <= reach)
+
     def target_future(self) -> Tensor:
         """Target's positions ``[1, T, 1, 2]`` (m, current robot frame) at the waypoint times."""
         self.tracker.sync(self.poses, self.peds)
@@ -282,7 +304,9 @@ class ClosedLoopPolicy:
 
     def adapter(self, obs: Tensor, goal: Tensor, ref: Tensor | None, z1: Tensor | None) -> DiffusionAdapter:
         """The one-scenario steering problem of this step (``obs [1, C, 3, H, W]``, ``goal [1, 1, 3, H, W]``)
-        against the target's predicted future."""
+        against the target's predicted future. An objective with a ``deviation`` term compares against the
+        nominal plan: the mean, over the optimisation draws, of the plan of Encoder2's z2 at this step (the
+        method's own latent, unsteered), so the term keeps the steered plan near what the navigator would do."""
         sc = Scenarios(
             obs_img=obs,
             goal_img=goal,
@@ -294,18 +318,26 @@ class ClosedLoopPolicy:
             agents_mask=torch.ones(1, 1, device=self.device),
             z1=z1,
         )
-        return DiffusionAdapter(
+        adapter = DiffusionAdapter(
             self.model, sc, Objective(self.config.objective), sampler=self.opt_sampler, draws=self.config.draws,
             lambda_cfg=self.config.lambda_cfg, dt=self.dt_wp, z2_stats=self.loaded.z2_stats,
             generator=self.generator, noise_space=self.config.noise_space,
         )  # fmt: skip
+        if any(spec.name == "deviation" for spec in adapter.objective.specs):
+            # the nominal plan: the mean over the draws of what this step's own z2 (Encoder2's) would drive
+            adapter.context = adapter.context.replace(nominal=adapter.plans(adapter.z2_init).mean(1))
+        return adapter
 
     def reoptimise(self, adapter: DiffusionAdapter, strategy: _Reoptimising) -> None:
         """One re-optimisation by ``strategy`` within ``budget_s`` (None: 1 s), warm-started from the previous
-        optimum (z2 when the strategy warm-starts it; the realism anchor stays Encoder2's output)."""
+        optimum (z2 when the strategy warm-starts it, or with ``hold: offset`` this step's Encoder2 z2 plus the
+        previous offset; the realism anchor stays Encoder2's output)."""
         start = time.perf_counter()
         budget = self.budget_s if self.budget_s is not None else 1.0
-        z2_start = self.z2_star.clone() if self.z2_star is not None and strategy.warm_start_z2 else None
+        z2_start = None
+        if self.z2_star is not None and strategy.warm_start_z2:
+            offset = self.config.hold == "offset" and self.z2_offset is not None
+            z2_start = adapter.z2_init + self.z2_offset if offset else self.z2_star.clone()
         result = strategy.run(self, adapter, budget, z2_start)
         self.z2_star = result.z2.detach()
         self.reoptimisations += 1

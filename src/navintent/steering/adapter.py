@@ -227,6 +227,20 @@ class DiffusionAdapter:
         return self._evaluate(self.to_metric(x, rows), z_rows, rows, sid.shape[0], m)
 
     # --- public -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def plans(self, z2: Tensor) -> Tensor:
+        """Waypoints ``[B, M, T, 2]`` (m, robot frame) that latents ``z2 [B, z_dim]`` give on the fixed draws,
+        without evaluating the objective (e.g. the nominal plan a ``deviation`` term compares against)."""
+        if z2.shape != self.z2_init.shape:
+            raise ValueError(f"z2 must have shape {tuple(self.z2_init.shape)}, got {tuple(z2.shape)}")
+        noise, m = self._noise_rows(self.noise, self._all)
+        rows = self._all.repeat_interleave(m)
+        eps_fn = policy_eps_fn(
+            self.model, self.cond[rows], z2.repeat_interleave(m, 0), lambda_cfg=self.lambda_cfg
+        )
+        x = self.sampler.sample(eps_fn, noise)
+        return self.to_metric(x, rows).view(self.num, m, self.horizon, -1)
+
     def loss_given_z2(self, z2: Tensor, *, noise: SamplerNoise | None = None) -> LossOutput:
         """Task loss of latents ``z2 [B, z_dim]`` through full sampling; differentiable in z2.
 

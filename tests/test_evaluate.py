@@ -334,6 +334,8 @@ def test_hold_offset_and_engage_distance(tiny_ckpt):
     assert (policy.reoptimisations, policy.skipped_reoptimisations) == (0, 2)
     assert ep.row["skipped_reoptimisations"] == 2 and ep.row["optimisation_seconds"] is None
     assert not policy.z2_offset.any()  # Encoder2's z2 of every step is driven as it is
+    _, guided = ev.run_episode(loaded, "guided", scene, **common)
+    assert (guided.reoptimisations, guided.skipped_reoptimisations) == (0, 2) and not guided.guide_scale.any()
     assert (
         policy.z2_loglik[0] == nominal.z2_loglik[0]
     )  # (later steps differ: the draws moved the noise stream)

@@ -57,8 +57,9 @@ class EvalConfig(ConfigBase):
     steps while the observation moves on), ``offset`` Encoder2's z2 of the current step plus the optimised offset
     from Encoder2's z2 at the re-optimisation (the navigator keeps adapting to what it sees; the next
     re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): adam /
-    best_of_n / cem re-optimise only when the target's predicted track passes within this distance of the nominal
-    plan, and otherwise drive Encoder2's z2 (no offset) until the next re-optimising step. Invalid values raise
+    best_of_n / cem / guided re-optimise only when the target's predicted track passes within this distance of
+    the nominal plan, and otherwise drive Encoder2's z2 (no offset; guided: scale 0) until the next re-optimising
+    step. Invalid values raise
     ``ValueError`` naming field and value.
     """
 

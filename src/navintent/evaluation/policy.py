@@ -141,7 +141,8 @@ class Z2Search(_Reoptimising):
 
 
 class GuidedSteering(_Reoptimising):
-    """guided: a guidance scale chosen every ``replan_every`` steps (z2 = Encoder2's), guided sampling every step."""
+    """guided: a guidance scale chosen every ``replan_every`` steps (z2 = Encoder2's), guided sampling every step;
+    with ``EvalConfig.engage_distance`` the scale is 0 (plain sampling) while the target is out of reach."""
 
     warm_start_z2 = False
 
@@ -155,7 +156,11 @@ class GuidedSteering(_Reoptimising):
     def step(self, policy, step, obs, goal, ref, z1, z2):
         adapter = policy.adapter(obs, goal, ref, z1)
         if step % policy.config.replan_every == 0:
-            policy.reoptimise(adapter, self)
+            if policy.target_in_reach(adapter):
+                policy.reoptimise(adapter, self)
+            else:  # nothing to attack within reach: unguided sampling until the next re-optimising step
+                policy.guide_scale = torch.zeros(1, device=policy.device)
+                policy.skipped_reoptimisations += 1
         noise = adapter.draw_noise(1, policy.generator)
         policy.record_noise(noise)
         out = adapter.guided(policy.guide_scale, noise=noise)

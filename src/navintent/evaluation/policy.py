@@ -295,7 +295,8 @@ class ClosedLoopPolicy:
         reach = self.config.engage_distance
         if reach <= 0:
             return True
-        nominal = adapter.plans(adapter.z2_init).mean(1)[0]  # [T, 2]
+        nominal = adapter.context.nominal  # set when the objective has a deviation term (adapter())
+        nominal = (adapter.plans(adapter.z2_init).mean(1) if nominal is None else nominal)[0]  # [T, 2]
         track = adapter.scenarios.agents[0, :, 0]  # [T, 2]
         return bool(torch.cdist(nominal, track.to(nominal)).min() <= reach)
 

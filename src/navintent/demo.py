@@ -497,7 +497,13 @@ def _navigator_section(metrics: dict[str, Any], shipped: EvaluateResult | None) 
     )
     plots = "\n".join(f"![navigator](navigator/{Path(p).name})" for p in metrics["files"]["navigator_plots"])
     cfg = shipped.config
-    return f"""The model this demo trains in a few minutes sees its goal but does not yet navigate (README "Closed loop").
+    sensitivity = metrics["train"]["final"].get("eval/goal_sensitivity")
+    sees = (
+        "sees its goal by the open-loop measure (goal sensitivity at least 1, section 2) but"
+        if sensitivity is not None and sensitivity >= 1.0
+        else "does not yet follow its goal image (goal sensitivity below 1, section 2) and"
+    )
+    return f"""The model this demo trains in a few minutes {sees} does not navigate (README "Closed loop").
 The package ships one navigator trained beforehand by navintent's own training on data whose expert drives with
 steering noise (`navintent.shipped`). Training took {block["train_seconds"] / 60:.0f} minutes on {block["machine"]}.
 Reproduce it with `{block["command"]}`. Here it runs NoMaD's deployment loop: a topological map the expert records without

@@ -20,7 +20,7 @@ def test_split_is_seeded_and_covers_every_trajectory(tmp_path):
 def test_split_warns_when_the_fraction_leaves_a_split_empty(tmp_path):
     write_synthetic_dataset(tmp_path / "d", 1, 12)
     with pytest.warns(
-        DataWarning, match=r"1 trajectories at train_frac 0.8 give 0 train / 1 test: the train split"
+        DataWarning, match=r"1 trajectory at train_frac 0.8 give 0 train / 1 test: the train split"
     ):
         train, test = split_dataset(tmp_path / "d", tmp_path / "s", train_frac=0.8)
     assert (train, len(test)) == ([], 1)

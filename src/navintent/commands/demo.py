@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=demo.__doc__.split("\n\n")[0],
     )
     p.add_argument(
-        "--quick", action="store_true", help="smallest real run (tiny preset; CI smoke test, < 3 min)"
+        "--quick", action="store_true", help="smallest real run (tiny preset; CI smoke test, under a minute)"
     )
     p.add_argument("--out-dir", default=None, help="output folder (default runs/demo or runs/demo_quick)")
     p.add_argument(

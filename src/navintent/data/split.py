@@ -52,7 +52,8 @@ def split_dataset(
     if 0.0 < train_frac < 1.0 and not (train and test):
         empty = "train" if not train else "test"
         warnings.warn(
-            f"{data_folder}: {len(names)} trajectories at train_frac {train_frac} give {len(train)} train / "
+            f"{data_folder}: {len(names)} trajector{'y' if len(names) == 1 else 'ies'} at train_frac {train_frac} "
+            f"give {len(train)} train / "
             f"{len(test)} test: the {empty} split is empty",
             DataWarning,
             stacklevel=2,

@@ -377,6 +377,29 @@ def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path
         ev.EvalConfig(task="teleport")
 
 
+def test_only_the_goal_image_task_ends_when_the_robot_reaches_the_goal(tiny_ckpt, monkeypatch):
+    """Exploration runs its explore_steps and navigation ends on the navigator's declaration: neither is cut
+    short by the world when the robot passes the scene's goal (the goal-image task is)."""
+    from navintent.evaluation import closed_loop
+
+    seen = {}
+    real = closed_loop.rollout
+
+    def spy(*args, **kwargs):
+        seen[task] = kwargs["stop_at_goal"]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(closed_loop, "rollout", spy)
+    loaded = load_inference_model(tiny_ckpt)
+    for task in ("explore", "goal-image"):
+        config = ev.EvalConfig(scenes=1, task=task, explore_steps=2, metric_scale=0.04)
+        scene = ev.evaluation_scenes(1)[0]
+        free = ev.free_walk(scene, 400)
+        ev.run_episode(loaded, "nomad", scene, config=config, metric_scale=0.04, max_steps=2, free=free,
+                       target=ev.target_pedestrian(scene, free))  # fmt: skip
+    assert seen == {"explore": False, "goal-image": True}
+
+
 def test_stop_when_closest_reaches_the_navigator_of_every_episode(tiny_ckpt, tmp_path, monkeypatch):
     """EvalConfig.stop_when_closest is handed to the topological-map navigator (NoMaD's goal rule), off by default."""
     from navintent.evaluation import closed_loop

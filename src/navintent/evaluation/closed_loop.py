@@ -132,7 +132,7 @@ def run_episode(
     batched vision pass over its window) and the method plans towards the subgoal node's image; the episode ends
     when the navigator declares the goal (it then stands still) or after ``max_steps``; reaching the goal
     physically does not end it (the navigator must say so, as NoMaD's loop does). ``explore``: the method
-    plans goal-masked for ``explore_steps`` steps. The task's metrics (:mod:`navintent.evaluation.tasks`) join the
+    plans goal-masked for exactly ``explore_steps`` steps (passing the scene's goal does not end it). The task's metrics (:mod:`navintent.evaluation.tasks`) join the
     row; for ``navigate`` ``goal_reached`` / ``success`` are the navigator's (declared within 1 m of the goal)."""
     task = config.task
     if task == "navigate" and method != "expert" and recorded is None:
@@ -196,7 +196,8 @@ def run_episode(
             result = rollout(
                 policy_fn, scene, horizon, context_size=loaded.model.config.context_size,
                 waypoint_index=config.waypoint_index, renderer=renderer, should_stop=should_stop,
-                stop_at_goal=task != "navigate",  # the navigator ends its episode by declaring the goal
+                # the navigator ends its episode by declaring the goal; exploration runs its explore_steps
+                stop_at_goal=task == "goal-image",
             )  # fmt: skip
         finally:
             renderer.close()

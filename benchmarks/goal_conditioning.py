@@ -4,8 +4,8 @@
         [--start-yaw-spread DEG] [--via-points K] [--goals-per-start G] [--set train.alpha=1e-3 ...]
 
 1. Records ``--episodes`` expert episodes in the built-in world (``navintent make-data`` semantics, seed
-   ``--data-seed``; ``--start-yaw-spread``, ``--via-points`` and ``--near-obstacle-starts`` set :class:`navintent.sim.config.SceneConfig`'s
-   fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, ``--goals-per-start``
+   ``--data-seed``; ``--start-yaw-spread``, ``--via-points`` and ``--near-obstacle-starts`` set
+   :class:`navintent.sim.config.SceneConfig`'s fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, ``--goals-per-start``
    the recorder's groups) into ``DIR/data`` unless it is already there (then it must
    have been recorded with the same arguments).
 2. Trains ``--preset`` with the demo's recipe (:func:`navintent.demo.recipe_sections` plus ``--set section.key=value``) for ``--steps`` steps with

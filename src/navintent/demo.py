@@ -499,11 +499,12 @@ def _navigator_section(metrics: dict[str, Any], shipped: EvaluateResult | None) 
     cfg = shipped.config
     sensitivity = metrics["train"]["final"].get("eval/goal_sensitivity")
     sees = (
-        "sees its goal by the open-loop measure (goal sensitivity at least 1, section 2) but"
+        "sees its goal by the open-loop measure (goal sensitivity at least 1, section 2)"
         if sensitivity is not None and sensitivity >= 1.0
-        else "does not yet follow its goal image (goal sensitivity below 1, section 2) and"
+        else "does not yet follow its goal image (goal sensitivity below 1, section 2)"
     )
-    return f"""The model this demo trains in a few minutes {sees} does not navigate (README "Closed loop").
+    return f"""The model this demo trains in a few minutes {sees}; its own closed loop is section 4, and README
+"Closed loop" measures why a few CPU minutes do not train a navigator.
 The package ships one navigator trained beforehand by navintent's own training on data whose expert drives with
 steering noise (`navintent.shipped`). Training took {block["train_seconds"] / 60:.0f} minutes on {block["machine"]}.
 Reproduce it with `{block["command"]}`. Here it runs NoMaD's deployment loop: a topological map the expert records without

@@ -194,8 +194,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engage-distance",
         type=float,
         default=EvalConfig.engage_distance,
-        help="metres: adam / best_of_n / cem / guided re-optimise only when the target's predicted track passes this close "
-        "to the nominal plan, else drive the nominal (default 0: always re-optimise)",
+        help="metres: adam / best_of_n / cem / guided re-optimise only when the target's predicted track passes "
+        "this close to the nominal plan, else drive the nominal (default 0: always re-optimise)",
     )
     p.add_argument(
         "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"

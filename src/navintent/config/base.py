@@ -41,8 +41,8 @@ class ConfigBase:
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any] | None, *, where: str = "") -> C:
         """Build from a dict; unknown or missing required keys raise ``ValueError`` naming them (and
-        ``where``, e.g. a file); an invalid value raises the field's ``ValueError`` prefixed with ``where:``. A ``float`` field given a YAML 1.1 exponent string (``"1e-4"``) gets its
-        number."""
+        ``where``, e.g. a file); an invalid value raises the field's ``ValueError`` prefixed with ``where:``. A
+        ``float`` field given a YAML 1.1 exponent string (``"1e-4"``) gets its number."""
         data = dict(data or {})
         loc = f" in {where}" if where else ""
         known = set(cls.field_names())

@@ -51,10 +51,10 @@ def split_dataset(
     train, test = names[:cut], names[cut:]
     if 0.0 < train_frac < 1.0 and not (train and test):
         empty = "train" if not train else "test"
+        count = f"{len(names)} trajector{'y' if len(names) == 1 else 'ies'}"
         warnings.warn(
-            f"{data_folder}: {len(names)} trajector{'y' if len(names) == 1 else 'ies'} at train_frac {train_frac} "
-            f"give {len(train)} train / "
-            f"{len(test)} test: the {empty} split is empty",
+            f"{data_folder}: {count} at train_frac {train_frac} give {len(train)} train / {len(test)} test: "
+            f"the {empty} split is empty",
             DataWarning,
             stacklevel=2,
         )

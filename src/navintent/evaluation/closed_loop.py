@@ -132,8 +132,9 @@ def run_episode(
     batched vision pass over its window) and the method plans towards the subgoal node's image; the episode ends
     when the navigator declares the goal (it then stands still) or after ``max_steps``; reaching the goal
     physically does not end it (the navigator must say so, as NoMaD's loop does). ``explore``: the method
-    plans goal-masked for exactly ``explore_steps`` steps (passing the scene's goal does not end it). The task's metrics (:mod:`navintent.evaluation.tasks`) join the
-    row; for ``navigate`` ``goal_reached`` / ``success`` are the navigator's (declared within 1 m of the goal)."""
+    plans goal-masked for exactly ``explore_steps`` steps (passing the scene's goal does not end it). The task's
+    metrics (:mod:`navintent.evaluation.tasks`) join the row; for ``navigate`` ``goal_reached`` / ``success`` are
+    the navigator's (declared within 1 m of the goal)."""
     task = config.task
     if task == "navigate" and method != "expert" and recorded is None:
         raise ValueError("task 'navigate' needs the recorded map (recorded=)")

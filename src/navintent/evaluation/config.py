@@ -59,8 +59,7 @@ class EvalConfig(ConfigBase):
     re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): adam /
     best_of_n / cem / guided re-optimise only when the target's predicted track passes within this distance of
     the nominal plan, and otherwise drive Encoder2's z2 (no offset; guided: scale 0) until the next re-optimising
-    step. Invalid values raise
-    ``ValueError`` naming field and value.
+    step. Invalid values raise ``ValueError`` naming field and value.
     """
 
     scenes: int = 8

@@ -182,6 +182,27 @@ def test_evaluation_scenes_are_held_out_and_have_pedestrians():
     assert all(ev.EVAL_SEED_BASE + 1000 <= s.seed < ev.EVAL_SEED_BASE + 2000 for s in scenes)
 
 
+def test_crossing_scenario_draws_the_same_seeds_with_a_crosser_in_every_scene():
+    mixed = ev.evaluation_scenes(6, seed=2)
+    crossing = ev.evaluation_scenes(6, seed=2, scenario="crossing")
+    assert all(s.crossing.any() for s in crossing)
+    assert all(s.config.scene.crossing_probability == 1.0 for s in crossing)
+    assert np.mean([s.crossing.mean() for s in crossing]) > np.mean([s.crossing.mean() for s in mixed])
+    # same seed formula: a scene drawn in both sets has the same room, start and goal (only pedestrians differ)
+    by_seed = {s.seed: s for s in mixed}
+    shared = [s for s in crossing if s.seed in by_seed]
+    assert shared
+    for s in shared:
+        np.testing.assert_array_equal(s.start, by_seed[s.seed].start)
+        np.testing.assert_array_equal(s.path, by_seed[s.seed].path)
+    # prefix-stable: evaluate_scene draws index + 1 scenes and takes the last
+    assert ev.evaluation_scenes(4, seed=2, scenario="crossing")[3].seed == crossing[3].seed
+    with pytest.raises(ValueError, match="scenario must be one of"):
+        ev.evaluation_scenes(1, scenario="crossings")
+    with pytest.raises(ValueError, match="scenario must be one of .* got 'x'"):
+        ev.EvalConfig(scenario="x")
+
+
 def test_free_walk_ignores_the_robot_and_target_is_closest_to_the_plan():
     scene = ev.evaluation_scenes(1)[0]
     free = ev.free_walk(scene, 30)

@@ -273,7 +273,13 @@ def _run_stages(out: Path, plan: DemoPlan, *, quick: bool, train_vision: bool, t
         step_factor=plan.eval_step_factor, replan_every=plan.replan_every, opt_steps=plan.eval_opt_steps,
         draws=plan.eval_draws, metric_scale=metric_scale, lr=plan.opt_lr, objective=plan.objective,
     )  # fmt: skip
-    _check_held_out(data_dir, [s.seed for s in ev.evaluation_scenes(eval_config.scenes, eval_config.seed)])
+    _check_held_out(
+        data_dir,
+        [
+            s.seed
+            for s in ev.evaluation_scenes(eval_config.scenes, eval_config.seed, scenario=eval_config.scenario)
+        ],
+    )
     workers = min(os.cpu_count() or 1, eval_config.scenes)  # scenes in parallel, one thread each
     closed = ev.evaluate(
         loaded,
@@ -372,7 +378,7 @@ def _evaluate_shipped_navigator(out: Path, plan: DemoPlan, data_dir: Path, threa
         stop_when_closest=deployment["stop_when_closest"], waypoint_index=deployment["waypoint_index"],
         max_episode_steps=plan.nav_max_steps, metric_scale=scale.metres_per_unit,
     )  # fmt: skip
-    seeds = [s.seed for s in ev.evaluation_scenes(config.scenes, config.seed)]
+    seeds = [s.seed for s in ev.evaluation_scenes(config.scenes, config.seed, scenario=config.scenario)]
     _check_held_out(data_dir, seeds)
     clash = sorted(set(seeds) & {int(s) for s in record["data"]["scene_seeds"]})
     if clash:

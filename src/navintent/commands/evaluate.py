@@ -21,7 +21,7 @@ from navintent.commands.optimize_z2 import add_noise_arguments
 from navintent.data.sources import data_dir_scales
 from navintent.evaluation.api import evaluate
 from navintent.evaluation.closed_loop import resolve_methods, torch_threads
-from navintent.evaluation.config import HOLDS, METHODS, EvalConfig
+from navintent.evaluation.config import HOLDS, METHODS, SCENARIOS, EvalConfig
 from navintent.evaluation.experiments import run_diversity, run_perturb
 from navintent.evaluation.tasks import TASKS
 from navintent.metric_scale import MetricScale
@@ -95,7 +95,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
         noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
         map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
         stop_when_closest=args.stop_when_closest, explore_steps=args.explore_steps, waypoint_index=args.waypoint_index,
-        hold=args.hold, engage_distance=args.engage_distance,
+        hold=args.hold, engage_distance=args.engage_distance, scenario=args.scenario,
     )  # fmt: skip
     Objective(config.objective)  # parse errors before any episode runs
     with torch_threads(args.threads):
@@ -196,6 +196,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=EvalConfig.engage_distance,
         help="metres: adam / best_of_n / cem / guided re-optimise only when the target's predicted track passes "
         "this close to the nominal plan, else drive the nominal (default 0: always re-optimise)",
+    )
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default=EvalConfig.scenario,
+        help="held-out scenes: mixed (the world's default) or crossing (every pedestrian crosses the expert's "
+        "plan, timed to meet the robot)",
     )
     p.add_argument(
         "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"

@@ -32,6 +32,9 @@ NOMINAL = "reference"
 # What adam / best_of_n / cem execute between re-optimisations: the optimised z2 itself, or Encoder2's z2 of the
 # current step plus the optimised offset (z2* - Encoder2's z2 at the re-optimisation), see EvalConfig.hold.
 HOLDS: tuple[str, ...] = ("z2", "offset")
+# Held-out scene sets: "mixed" draws the world's default scenes (pedestrians cross the plan with probability 0.6,
+# else wander); "crossing" makes every pedestrian a crosser timed to meet the robot (see evaluation_scenes).
+SCENARIOS: tuple[str, ...] = ("mixed", "crossing")
 DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
 
 
@@ -59,7 +62,10 @@ class EvalConfig(ConfigBase):
     re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): adam /
     best_of_n / cem / guided re-optimise only when the target's predicted track passes within this distance of
     the nominal plan, and otherwise drive Encoder2's z2 (no offset; guided: scale 0) until the next re-optimising
-    step. Invalid values raise ``ValueError`` naming field and value.
+    step. scenario: the held-out scene set, ``mixed`` (the world's default scenes) or ``crossing`` (every
+    pedestrian crosses the expert's plan, timed to meet the robot there; more interactions per episode for
+    steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. Invalid values raise
+    ``ValueError`` naming field and value.
     """
 
     scenes: int = 8
@@ -90,6 +96,7 @@ class EvalConfig(ConfigBase):
     explore_steps: int = 200
     hold: str = "z2"
     engage_distance: float = 0.0
+    scenario: str = "mixed"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -111,6 +118,8 @@ class EvalConfig(ConfigBase):
             check_non_negative_number(name, getattr(self, name))
         if self.hold not in HOLDS:
             raise ValueError(f"hold must be one of {list(HOLDS)}, got {self.hold!r}")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {list(SCENARIOS)}, got {self.scenario!r}")
         if self.noise_space not in ("all", "x_T"):
             raise ValueError(f"noise_space must be 'all' or 'x_T', got {self.noise_space!r}")
         self.methods = tuple(self.methods)

@@ -12,24 +12,37 @@ import dataclasses
 
 import numpy as np
 
-from navintent.evaluation.config import EVAL_SEED_BASE
-from navintent.sim import World, generate_scene, to_robot_frame
+from navintent.evaluation.config import EVAL_SEED_BASE, SCENARIOS
+from navintent.sim import SimConfig, World, generate_scene, to_robot_frame
 from navintent.sim.planner import point_at_arc_length, project_on_path
 
 
-def evaluation_scenes(num: int, seed: int = 0, config=None) -> list:
+def evaluation_scenes(
+    num: int, seed: int = 0, config: SimConfig | None = None, scenario: str = "mixed"
+) -> list:
     """``num`` held-out scenes with at least one pedestrian: scene seeds ``EVAL_SEED_BASE + 1000 * seed + i`` for
-    i = 0, 1, ... (scenes without pedestrians skipped). Raises ``RuntimeError`` after ``50 * num`` draws."""
+    i = 0, 1, ... (scenes without pedestrians skipped) of ``config`` (default :class:`SimConfig`).
+
+    ``scenario`` ``"mixed"``: the config's scenes as they are. ``"crossing"``: the same seeds drawn with
+    ``scene.crossing_probability = 1``, keeping only scenes with at least one crosser (a pedestrian whose route cuts
+    the expert's plan at 30-70 % of its length, timed to reach it when the robot does; step 3 of
+    :mod:`navintent.sim.scene`), so the target meets the robot in every episode. Raises ``ValueError`` for an
+    unknown scenario, ``RuntimeError`` after ``50 * num`` draws."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {list(SCENARIOS)}, got {scenario!r}")
+    config = config or SimConfig()
+    if scenario == "crossing":
+        config = config.replace(scene=config.scene.replace(crossing_probability=1.0))
     scenes = []
     base = EVAL_SEED_BASE + 1000 * int(seed)
     for i in range(50 * num):
         scene = generate_scene(base + i, config)
-        if scene.num_pedestrians:
+        if scene.num_pedestrians and (scenario == "mixed" or scene.crossing.any()):
             scenes.append(scene)
             if len(scenes) == num:
                 return scenes
     raise RuntimeError(
-        f"found only {len(scenes)} scenes with pedestrians among seeds {base}..{base + 50 * num - 1}"
+        f"found only {len(scenes)} {scenario} scenes with pedestrians among seeds {base}..{base + 50 * num - 1}"
     )
 
 

@@ -73,6 +73,13 @@ RANGE_CASES = [
     (["optimize-z2", "--ckpt", "c.pt", "--camera-hfov", "200"], "argument --camera-hfov: must be"),
     (["optimize-z2", "--ckpt", "c.pt", "--method", "sgd"], "--method: unknown ['sgd']"),
     (["evaluate", "--ckpt", "c.pt", "--scenes", "0"], "--scenes must be >= 1, got 0"),
+    # EvalConfig's checks, in the flag's words and before the (missing) checkpoint is looked for
+    (
+        ["evaluate", "--ckpt", "c.pt", "--engage-distance", "-1"],
+        "--engage-distance must be a non-negative number, got -1.0",
+    ),
+    (["evaluate", "--ckpt", "c.pt", "--budget", "-1"], "--budget must be a non-negative number, got -1.0"),
+    (["evaluate", "--ckpt", "c.pt", "--replan-every", "0"], "--replan-every must be a positive int, got 0"),
 ]
 
 

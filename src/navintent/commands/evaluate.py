@@ -78,26 +78,45 @@ def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, MetricScale]:
     return loaded, metric_scale_for_command(args, checkpoint=loaded.training_scales, data=data)
 
 
+# EvalConfig fields whose flag is not the field name with dashes
+_FLAG_OF_FIELD = {"budget_s": "--budget"}
+
+
+def _as_flag_error(message: str) -> str:
+    """An :class:`EvalConfig` error (``"engage_distance must be ..."``) in the flag's words (``"--engage-distance
+    must be ..."``); a message that does not start with a field name is returned as it is."""
+    field_name, _, rest = message.partition(" ")
+    if field_name not in EvalConfig.__dataclass_fields__:
+        return message
+    return f"{_FLAG_OF_FIELD.get(field_name, '--' + field_name.replace('_', '-'))} {rest}"
+
+
 def run_evaluate_cli(args: argparse.Namespace) -> int:
     """``navintent evaluate``: check the flags, load the checkpoint, run :func:`navintent.evaluation.evaluate`, print
     the table; returns 0. Raises ``ValueError`` / ``FileNotFoundError`` for bad input, before any episode runs."""
     methods, explicit = _parse_methods(args.methods)
     if args.scenes is not None and args.scenes < 1:
         raise ValueError(f"--scenes must be >= 1, got {args.scenes}")
-    loaded, scale = _load_for_cli(args)
-    methods = resolve_methods(methods, loaded, explicit=explicit)
-    config = EvalConfig(
-        scenes=args.scenes or EvalConfig.scenes, seed=args.seed, methods=methods,
+    try:  # every value checked before the checkpoint loads; the scale and methods follow from it
+        config = EvalConfig(
+            scenes=args.scenes or EvalConfig.scenes, seed=args.seed, methods=methods,
         replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
         objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
-        lambda_cfg=args.lambda_cfg, metric_scale=scale.metres_per_unit, step_factor=args.step_factor,
-        max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
-        noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
-        map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
-        stop_when_closest=args.stop_when_closest, explore_steps=args.explore_steps, waypoint_index=args.waypoint_index,
-        hold=args.hold, engage_distance=args.engage_distance, scenario=args.scenario,
-    )  # fmt: skip
-    Objective(config.objective)  # parse errors before any episode runs
+            lambda_cfg=args.lambda_cfg, step_factor=args.step_factor,
+            max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
+            noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
+            map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
+            stop_when_closest=args.stop_when_closest, explore_steps=args.explore_steps,
+            waypoint_index=args.waypoint_index, hold=args.hold, engage_distance=args.engage_distance,
+            scenario=args.scenario,
+        )  # fmt: skip
+    except ValueError as error:
+        raise ValueError(_as_flag_error(str(error))) from None
+    Objective(config.objective)  # parse errors before the checkpoint loads
+    loaded, scale = _load_for_cli(args)
+    config = config.replace(
+        methods=resolve_methods(methods, loaded, explicit=explicit), metric_scale=scale.metres_per_unit
+    )
     with torch_threads(args.threads):
         result = evaluate(
             loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,

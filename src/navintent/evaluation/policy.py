@@ -148,7 +148,7 @@ class GuidedSteering(_Reoptimising):
 
     def run(self, policy, adapter, budget, start):
         result = steer_methods.guided_baseline(
-            adapter, budget, policy.opt_config, policy.generator, start=start
+            adapter, budget, policy.opt_config, policy.search_generator, start=start
         )
         policy.guide_scale = result.guide_scale.detach()
         return result
@@ -161,7 +161,7 @@ class GuidedSteering(_Reoptimising):
             else:  # nothing to attack within reach: unguided sampling until the next re-optimising step
                 policy.guide_scale = torch.zeros(1, device=policy.device)
                 policy.skipped_reoptimisations += 1
-        noise = adapter.draw_noise(1, policy.generator)
+        noise = adapter.draw_noise(1, policy.sample_generator)  # the executed draw every method shares
         policy.record_noise(noise)
         out = adapter.guided(policy.guide_scale, noise=noise)
         return z2, out.waypoints[0, 0].detach()
@@ -203,10 +203,14 @@ STEERING: dict[str, Callable[[], Steering]] = {
         lambda p, a, budget, start: steer_methods.optimize_adam(a, p.opt_config, start=start, progress=False)
     ),
     "best_of_n": lambda: Z2Search(
-        lambda p, a, budget, start: steer_methods.best_of_n(a, budget, p.opt_config, p.generator, start=start)
+        lambda p, a, budget, start: steer_methods.best_of_n(
+            a, budget, p.opt_config, p.search_generator, start=start
+        )
     ),
     "cem": lambda: Z2Search(
-        lambda p, a, budget, start: steer_methods.cem(a, budget, p.opt_config, p.generator, start=start)
+        lambda p, a, budget, start: steer_methods.cem(
+            a, budget, p.opt_config, p.search_generator, start=start
+        )
     ),
     "guided": GuidedSteering,
     "noise": lambda: NoiseSteering(with_z2=False),
@@ -259,7 +263,13 @@ class ClosedLoopPolicy:
         self.latent_source = latent_source(method, loaded)
         self.steering = steering(method)
         self.device = next(self.model.parameters()).device
-        self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        # Common random numbers: the executed samples' noise comes from ``sample_generator`` (one draw per control
+        # step, seeded by ``seed`` alone), so every method of a scene executes the same noise at the same step, and
+        # a steering method that never engages drives exactly the nominal episode; its searches and engagement
+        # checks draw from ``search_generator`` instead, so they leave that stream untouched.
+        self.sample_generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        search_seed = int(np.random.SeedSequence([int(seed), 1]).generate_state(1, dtype=np.uint64)[0])
+        self.search_generator = torch.Generator(device=self.device).manual_seed(search_seed)
         self.sampler = build_sampler(self.model.scheduler_config, kind="ddpm", clip="hard")
         self.opt_sampler = build_sampler(self.model.scheduler_config, kind="ddpm", clip="straight_through")
         self.dt_wp = scene.config.robot.dt * loaded.waypoint_spacing
@@ -327,7 +337,7 @@ class ClosedLoopPolicy:
         adapter = DiffusionAdapter(
             self.model, sc, Objective(self.config.objective), sampler=self.opt_sampler, draws=self.config.draws,
             lambda_cfg=self.config.lambda_cfg, dt=self.dt_wp, z2_stats=self.loaded.z2_stats,
-            generator=self.generator, noise_space=self.config.noise_space,
+            generator=self.search_generator, noise_space=self.config.noise_space,
         )  # fmt: skip
         if any(spec.name == "deviation" for spec in adapter.objective.specs):
             # the nominal plan: the mean over the draws of what this step's own z2 (Encoder2's) would drive
@@ -368,7 +378,7 @@ class ClosedLoopPolicy:
         cfg = self.model.config
         if noise is None:
             noise = self.sampler.draw_noise(
-                (1, cfg.len_traj_pred, cfg.action_dim), generator=self.generator, device=self.device
+                (1, cfg.len_traj_pred, cfg.action_dim), generator=self.sample_generator, device=self.device
             )
         self.record_noise(noise)
         lam = self.config.lambda_cfg if z2 is not None else 0.0

@@ -16,7 +16,7 @@ from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import NoMaDPolicy
 from navintent.objectives import GridMap
 from navintent.sim import World, predict_agents_at
-from navintent.sim.rollout import run_expert
+from navintent.sim.rollout import rollout, run_expert
 
 
 @pytest.fixture(autouse=True)
@@ -368,6 +368,36 @@ def test_hold_offset_and_engage_distance(tiny_ckpt):
         )  # guided sampling at scale 0, other code path
     with pytest.raises(ValueError, match="engage_distance"):
         ev.EvalConfig(engage_distance=-1.0)
+
+
+def test_prediction_nominal_aims_at_the_target_reacting_to_the_nominal_plan(tiny_ckpt):
+    """``prediction: nominal``: the target's future is predicted with the robot driving the nominal plan (a plan
+    that stays put gives the held-still prediction exactly), and the searches' objective aims at it."""
+    loaded = load_inference_model(tiny_ckpt)
+    scene = ev.evaluation_scenes(1, scenario="crossing")[0]
+    free = ev.free_walk(scene, 400)
+    target = ev.target_pedestrian(scene, free)
+    config = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=1, draws=2, metric_scale=0.04, task="goal-image",
+                           prediction="nominal")  # fmt: skip
+    seen = []
+
+    class Spy(ev.ClosedLoopPolicy):
+        def adapter(self, obs, goal, ref, z1):
+            adapter = super().adapter(obs, goal, ref, z1)
+            seen.append((adapter, self.target_future(), self.target_future(adapter.context.nominal[0])))
+            return adapter
+
+    policy = Spy(loaded, "adam", scene, config=config, metric_scale=0.04, target=target, seed=0, budget_s=0.0)
+    rollout(policy, scene, 5, context_size=loaded.model.config.context_size)
+    zero = torch.zeros(loaded.model.config.len_traj_pred, 2)  # a plan that stays put: the robot held still
+    torch.testing.assert_close(policy.target_future(), policy.target_future(zero), rtol=0, atol=0)
+    assert len(seen) == 2  # steps 0 and 4
+    for adapter, _held, along in seen:
+        torch.testing.assert_close(adapter.context.agents, along, rtol=0, atol=0)
+        torch.testing.assert_close(adapter.scenarios.agents, along, rtol=0, atol=0)
+    assert any(not torch.equal(held, along) for _, held, along in seen)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        ev.EvalConfig(prediction="oracle")
 
 
 def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path):

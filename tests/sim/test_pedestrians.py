@@ -39,6 +39,28 @@ def test_predict_agents_equals_stepping_with_the_robot_still(make_corridor):
         np.testing.assert_array_equal(predicted[k], world.ped_positions)
 
 
+def test_predict_agents_along_a_robot_path_equals_stepping_the_robot_along_it(make_corridor):
+    scene = make_corridor(routes=[[[4.0, 3.2], [0.5, 3.2]], [[2.0, 5.0], [2.0, 1.0]]], speeds=[0.3, 0.25])
+    world = World(scene)
+    for _ in range(3):
+        world.step(0.2, 0.1)
+    held = world.predict_agents(6)
+    np.testing.assert_array_equal(world.predict_agents(6, np.tile(world.pose[:2], (6, 1))), held)
+    starts, realised = [], []
+    probe = World(scene)
+    for _ in range(3):
+        probe.step(0.2, 0.1)
+    for k in range(6):  # the robot drives on; the pedestrians react to where it is when each step starts
+        starts.append(probe.pose[:2].copy())
+        probe.step(0.2, -0.2 if k % 2 else 0.3)
+        realised.append(probe.ped_positions)
+    moving = world.predict_agents(6, np.array(starts))
+    np.testing.assert_array_equal(moving, np.array(realised))
+    assert np.abs(moving - held).max() > 1e-3  # the robot's motion changes what the pedestrians do
+    with pytest.raises(ValueError, match=r"robot_xy must have shape \[2\] or \[6, 2\], got \(5, 2\)"):
+        world.predict_agents(6, np.zeros((5, 2)))
+
+
 def test_predict_agents_at_replays_recorded_poses(make_corridor):
     scene = make_corridor(routes=[[[4.0, 3.2], [0.5, 3.2]]], speeds=[0.3])
     world = World(scene)

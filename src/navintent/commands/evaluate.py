@@ -21,7 +21,7 @@ from navintent.commands.optimize_z2 import add_noise_arguments
 from navintent.data.sources import data_dir_scales
 from navintent.evaluation.api import evaluate
 from navintent.evaluation.closed_loop import resolve_methods, torch_threads
-from navintent.evaluation.config import HOLDS, METHODS, SCENARIOS, EvalConfig
+from navintent.evaluation.config import HOLDS, METHODS, PREDICTIONS, SCENARIOS, EvalConfig
 from navintent.evaluation.experiments import run_diversity, run_perturb
 from navintent.evaluation.tasks import TASKS
 from navintent.metric_scale import MetricScale
@@ -108,7 +108,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
             map_every=args.map_every, radius=args.radius, close_threshold=args.close_threshold,
             stop_when_closest=args.stop_when_closest, explore_steps=args.explore_steps,
             waypoint_index=args.waypoint_index, hold=args.hold, engage_distance=args.engage_distance,
-            scenario=args.scenario,
+            scenario=args.scenario, prediction=args.prediction,
         )  # fmt: skip
     except ValueError as error:
         raise ValueError(_as_flag_error(str(error))) from None
@@ -222,6 +222,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=EvalConfig.scenario,
         help="held-out scenes: mixed (the world's default) or crossing (every pedestrian crosses the expert's "
         "plan, timed to meet the robot)",
+    )
+    p.add_argument(
+        "--prediction",
+        choices=PREDICTIONS,
+        default=EvalConfig.prediction,
+        help="the target's future the steering methods aim at: the social-force model with the robot held still "
+        "(still, the default) or driving the nominal plan (nominal)",
     )
     p.add_argument(
         "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"

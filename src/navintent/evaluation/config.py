@@ -35,6 +35,9 @@ HOLDS: tuple[str, ...] = ("z2", "offset")
 # Held-out scene sets: "mixed" draws the world's default scenes (pedestrians cross the plan with probability 0.6,
 # else wander); "crossing" makes every pedestrian a crosser timed to meet the robot (see evaluation_scenes).
 SCENARIOS: tuple[str, ...] = ("mixed", "crossing")
+# How the steering methods predict the target: the social-force model rolled forward with the robot held still,
+# or with the robot driving the nominal plan (see EvalConfig.prediction).
+PREDICTIONS: tuple[str, ...] = ("still", "nominal")
 DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
 
 
@@ -64,7 +67,10 @@ class EvalConfig(ConfigBase):
     the nominal plan, and otherwise drive Encoder2's z2 (no offset; guided: scale 0) until the next re-optimising
     step. scenario: the held-out scene set, ``mixed`` (the world's default scenes) or ``crossing`` (every
     pedestrian crosses the expert's plan, timed to meet the robot there; more interactions per episode for
-    steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. Invalid values raise
+    steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. prediction: the target's
+    future the steering methods aim at, the social-force model rolled forward with the robot ``still`` at its
+    pose or driving the ``nominal`` plan (the pedestrians' reaction to the robot's expected motion included,
+    :meth:`navintent.sim.World.predict_agents`). Invalid values raise
     ``ValueError`` naming field and value.
     """
 
@@ -97,6 +103,7 @@ class EvalConfig(ConfigBase):
     hold: str = "z2"
     engage_distance: float = 0.0
     scenario: str = "mixed"
+    prediction: str = "still"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -118,6 +125,8 @@ class EvalConfig(ConfigBase):
             check_non_negative_number(name, getattr(self, name))
         if self.hold not in HOLDS:
             raise ValueError(f"hold must be one of {list(HOLDS)}, got {self.hold!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {list(PREDICTIONS)}, got {self.prediction!r}")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {list(SCENARIOS)}, got {self.scenario!r}")
         if self.noise_space not in ("all", "x_T"):

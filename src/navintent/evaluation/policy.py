@@ -17,6 +17,7 @@ A method is two choices, each a small strategy object, instead of a switch on it
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from navintent.actions import to_world
 from navintent.checkpoint import LoadedModel
 from navintent.diffusion import SamplerNoise, build_sampler, policy_eps_fn
 from navintent.evaluation.config import LATENT_METHODS, METHODS, EvalConfig
@@ -310,11 +312,22 @@ class ClosedLoopPolicy:
         track = adapter.scenarios.agents[0, :, 0]  # [T, 2]
         return bool(torch.cdist(nominal, track.to(nominal)).min() <= reach)
 
-    def target_future(self) -> Tensor:
-        """Target's positions ``[1, T, 1, 2]`` (m, current robot frame) at the waypoint times."""
+    def target_future(self, plan: Tensor | None = None) -> Tensor:
+        """Target's positions ``[1, T, 1, 2]`` (m, current robot frame) at the waypoint times, predicted with the
+        robot held still, or, given ``plan [T, 2]`` (m, current robot frame, waypoints ``waypoint_spacing``
+        control steps apart), with the robot driving it (linear between the waypoints, from its current position;
+        ``EvalConfig.prediction``)."""
         self.tracker.sync(self.poses, self.peds)
         t_pred, ws = self.model.config.len_traj_pred, self.loaded.waypoint_spacing
-        future = self.tracker.predict(t_pred * ws)[ws - 1 :: ws, self.target]  # [T, 2]
+        path = None
+        if plan is not None:
+            knots = torch.cat([plan.new_zeros(1, 2), plan.detach()]).double().cpu()  # [T + 1, 2]
+            at = torch.arange(t_pred * ws, dtype=torch.float64) / ws  # where each step starts, in waypoints
+            lo = at.floor().long().clamp(max=t_pred - 1)
+            local = knots[lo] + (at - lo).unsqueeze(1) * (knots[lo + 1] - knots[lo])  # [t_pred * ws, 2]
+            pose = torch.as_tensor(self.poses[-1], dtype=torch.float64)
+            path = to_world(local, pose[:2], pose[2]).numpy()
+        future = self.tracker.predict(t_pred * ws, path)[ws - 1 :: ws, self.target]  # [T, 2]
         local = to_robot_frame(future, self.poses[-1])
         return torch.as_tensor(local, dtype=torch.float32, device=self.device).view(1, t_pred, 1, 2)
 
@@ -339,9 +352,17 @@ class ClosedLoopPolicy:
             lambda_cfg=self.config.lambda_cfg, dt=self.dt_wp, z2_stats=self.loaded.z2_stats,
             generator=self.search_generator, noise_space=self.config.noise_space,
         )  # fmt: skip
-        if any(spec.name == "deviation" for spec in adapter.objective.specs):
+        nominal = None
+        if self.config.prediction == "nominal" or any(
+            spec.name == "deviation" for spec in adapter.objective.specs
+        ):
             # the nominal plan: the mean over the draws of what this step's own z2 (Encoder2's) would drive
-            adapter.context = adapter.context.replace(nominal=adapter.plans(adapter.z2_init).mean(1))
+            nominal = adapter.plans(adapter.z2_init).mean(1)  # [1, T, 2]
+            adapter.context = adapter.context.replace(nominal=nominal)
+        if self.config.prediction == "nominal":  # the target reacting to the robot driving its nominal plan
+            agents = self.target_future(nominal[0])
+            adapter.scenarios = dataclasses.replace(adapter.scenarios, agents=agents)
+            adapter.context = adapter.context.replace(agents=agents)
         return adapter
 
     def reoptimise(self, adapter: DiffusionAdapter, strategy: _Reoptimising) -> None:

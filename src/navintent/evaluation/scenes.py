@@ -113,6 +113,7 @@ class PedestrianTracker:
         if not np.allclose(world.ped_positions, peds[-1], atol=1e-9):
             raise RuntimeError(f"pedestrian replay diverged from the rollout at step {self.k}")
 
-    def predict(self, horizon: int) -> np.ndarray:
-        """World positions ``[horizon, N, 2]`` after the current step (robot held still)."""
-        return self.world.predict_agents(horizon)
+    def predict(self, horizon: int, robot_path: np.ndarray | None = None) -> np.ndarray:
+        """World positions ``[horizon, N, 2]`` after the current step, the robot held still or moving along
+        ``robot_path [horizon, 2]`` (world, m; :meth:`navintent.sim.World.predict_agents`)."""
+        return self.world.predict_agents(horizon, robot_path)

@@ -174,9 +174,14 @@ class SocialForcePedestrians:
         robot_xy: np.ndarray | None,
         robot_radius: float,
     ) -> np.ndarray:
-        """Positions ``[horizon, N, 2]`` after 1..horizon steps, the robot held still at ``robot_xy``."""
+        """Positions ``[horizon, N, 2]`` after 1..horizon steps, the robot held still at ``robot_xy [2]``, or at
+        ``robot_xy[k]`` during step k when it is a path ``[horizon, 2]``. Raises ``ValueError`` for another shape."""
+        path = None if robot_xy is None else np.asarray(robot_xy, dtype=np.float64)
+        if path is not None and path.shape not in ((2,), (horizon, 2)):
+            raise ValueError(f"robot_xy must have shape [2] or [{horizon}, 2], got {path.shape}")
         out = np.zeros((horizon, self.num, 2))
         for k in range(horizon):
-            state = self.step(state, dt, robot_xy, robot_radius)
+            here = path if path is None or path.ndim == 1 else path[k]
+            state = self.step(state, dt, here, robot_radius)
             out[k] = state.position
         return out

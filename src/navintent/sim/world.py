@@ -92,17 +92,21 @@ class World:
         for pose in poses[1:]:
             self.follow(pose)
 
-    def predict_agents(self, horizon: int) -> np.ndarray:
+    def predict_agents(self, horizon: int, robot_path: np.ndarray | None = None) -> np.ndarray:
         """Pedestrians' future world positions ``[horizon, N, 2]`` after steps ``t+1 .. t+horizon``.
 
         Assumption: the social force model rolls forward with the robot HELD STILL at its current pose (the
-        pedestrians keep reacting to it there). This is the pedestrians' model, not the ground truth of a
-        rollout where the robot keeps moving; it matches exactly when the robot stays put.
+        pedestrians keep reacting to it there), or, given ``robot_path [horizon, 2]`` (world, m), with the robot at
+        ``robot_path[k]`` when step ``t+1+k`` starts (as in :meth:`step`, pedestrians react to where the robot is
+        then; row 0 is its current position), e.g. along a plan it is expected to drive. This is the
+        pedestrians' model, not the ground truth of a rollout; it matches exactly when the robot moves as assumed.
+        Raises ``ValueError`` for a horizon below 1 or a path of another shape.
         """
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         robot = self.config.robot
-        return self.pedestrians.predict(self.ped_state, horizon, robot.dt, self.pose[:2], robot.radius)
+        at = self.pose[:2] if robot_path is None else robot_path
+        return self.pedestrians.predict(self.ped_state, horizon, robot.dt, at, robot.radius)
 
 
 def predict_agents_local(world: World, horizon: int) -> np.ndarray:

@@ -14,8 +14,9 @@ the PD follower):
   :func:`~navintent.evaluation.scenes.reference_from_plan`) -> Encoder2 -> z2, every step. This is the NOMINAL of the steering methods;
 - ``adam`` / ``best_of_n`` / ``cem`` / ``guided``: z1 as ``reference``; every ``replan_every`` control steps z2 is
   re-optimised (:mod:`navintent.steering`, objective ``objective``, default: approach the TARGET pedestrian) against
-  the target pedestrian's predicted future (the social-force model rolled forward with the robot held still,
-  :meth:`navintent.sim.world.World.predict_agents`, from the exact pedestrian state of the episode). Adam runs
+  the target pedestrian's predicted future (the social-force model rolled forward from the exact pedestrian state
+  of the episode with the robot held still, or with ``prediction: nominal`` driving the nominal plan,
+  :meth:`navintent.sim.world.World.predict_agents`). Adam runs
   ``opt_steps`` steps warm-started from the previous optimum; best-of-N and CEM (also warm-started) and the guidance
   scale sweep get the same wall-clock budget per re-optimisation as Adam's mean in that scene (``budget_s`` = 0; 1 s
   when Adam is not evaluated) or ``budget_s`` seconds. Between re-optimisations z2 is held; ``guided`` re-runs guided sampling every step with the
@@ -28,6 +29,11 @@ the PD follower):
   draw (lowest loss of the last re-optimisation) with the current observation, instead of fresh noise.
 
 The target pedestrian of a scene is the one whose robot-free walk (see below) passes closest to the expert's plan.
+
+Common random numbers: every method's executed samples draw their noise from one stream per scene (seeded by the
+scene, one draw per control step), and the searches, their engagement checks and the guidance draws from another,
+so at every step every method executes the same noise; a steering method that never re-optimises drives exactly
+the nominal episode, and paired differences come from the steering, not from another draw of the sampling noise.
 
 Metrics per episode (aggregated per method in :func:`~navintent.evaluation.metrics.aggregate`):
 

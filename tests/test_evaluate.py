@@ -359,13 +359,14 @@ def test_hold_offset_and_engage_distance(tiny_ckpt):
     _, guided = ev.run_episode(loaded, "guided", scene, **common)
     assert (guided.reoptimisations, guided.skipped_reoptimisations) == (0, 2) and not guided.guide_scale.any()
     # common random numbers: the engagement checks draw from the search stream, so a method that never engages
-    # drives the nominal episode exactly (same executed noise every step)
-    assert policy.z2_loglik == nominal.z2_loglik and len(policy.plans) == 6
-    for steered, plain, guided_plan in zip(policy.plans, nominal.plans, guided.plans, strict=True):
+    # drives the nominal episode exactly (same executed noise every step), whatever it holds when engaged
+    _, held = ev.run_episode(loaded, "adam", scene, **{**common, "config": config.replace(hold="z2")})
+    assert policy.z2_loglik == nominal.z2_loglik == held.z2_loglik and len(policy.plans) == 6
+    for steered, kept, plain in zip(policy.plans, held.plans, nominal.plans, strict=True):
         np.testing.assert_array_equal(steered, plain)
-        np.testing.assert_allclose(
-            guided_plan, plain, atol=1e-5
-        )  # guided sampling at scale 0, other code path
+        np.testing.assert_array_equal(kept, plain)
+    for guided_plan, plain in zip(guided.plans, nominal.plans, strict=True):  # scale 0, another code path
+        np.testing.assert_allclose(guided_plan, plain, atol=1e-5)
     with pytest.raises(ValueError, match="engage_distance"):
         ev.EvalConfig(engage_distance=-1.0)
 

@@ -112,7 +112,10 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as error:
         raise ValueError(_as_flag_error(str(error))) from None
-    Objective(config.objective)  # parse errors before the checkpoint loads
+    try:  # parse errors before the checkpoint loads
+        Objective(config.objective)
+    except ValueError as error:
+        raise ValueError(f"--objective: {error}") from None
     loaded, scale = _load_for_cli(args)
     config = config.replace(
         methods=resolve_methods(methods, loaded, explicit=explicit), metric_scale=scale.metres_per_unit
@@ -213,22 +216,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engage-distance",
         type=float,
         default=EvalConfig.engage_distance,
-        help="metres: adam / best_of_n / cem / guided re-optimise only when the target's predicted track passes "
-        "this close to the nominal plan, else drive the nominal (default 0: always re-optimise)",
+        help="metres: at each re-optimising step (every --replan-every) adam / best_of_n / cem / guided "
+        "re-optimise only when the target's predicted track (--prediction) passes this close to the nominal plan, "
+        "else drive Encoder2's z2, the nominal, until the next one (default 0: always re-optimise)",
     )
     p.add_argument(
         "--scenario",
         choices=SCENARIOS,
         default=EvalConfig.scenario,
-        help="held-out scenes: mixed (the world's default) or crossing (every pedestrian crosses the expert's "
-        "plan, timed to meet the robot)",
+        help="held-out scenes: mixed (the world's default) or crossing (the same seeds drawn with every "
+        "pedestrian a crosser of the expert's plan, timed to meet the robot, where a free crossing line exists; "
+        "scenes with no crosser skipped)",
     )
     p.add_argument(
         "--prediction",
         choices=PREDICTIONS,
         default=EvalConfig.prediction,
-        help="the target's future the steering methods aim at: the social-force model with the robot held still "
-        "(still, the default) or driving the nominal plan (nominal)",
+        help="the target's future the steering methods aim at (and --engage-distance checks): the social-force "
+        "model with the robot held still (still, the default) or driving the nominal plan (nominal)",
     )
     p.add_argument(
         "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"
@@ -242,13 +247,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--methods", default="all", help=f"comma list of {list(METHODS)} or 'all'")
     p.add_argument(
-        "--replan-every", type=int, default=EvalConfig.replan_every, help="re-optimise z2 every N steps"
+        "--replan-every",
+        type=int,
+        default=EvalConfig.replan_every,
+        help="re-optimise (or, with --engage-distance, check whether to) every N steps (default %(default)s)",
     )
     p.add_argument(
-        "--opt-steps", type=int, default=EvalConfig.opt_steps, help="Adam steps per re-optimisation"
+        "--opt-steps",
+        type=int,
+        default=EvalConfig.opt_steps,
+        help="Adam steps per re-optimisation (default %(default)s)",
     )
-    p.add_argument("--lr", type=float, default=EvalConfig.lr, help="Adam learning rate on z2")
-    p.add_argument("--draws", type=int, default=EvalConfig.draws, help="noise draws per re-optimisation")
+    p.add_argument(
+        "--lr", type=float, default=EvalConfig.lr, help="Adam learning rate on z2 (default %(default)s)"
+    )
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=EvalConfig.draws,
+        help="noise draws per re-optimisation (default %(default)s)",
+    )
     p.add_argument(
         "--objective", default=DEFAULT_OBJECTIVE, help="steering objective (navintent.objectives spec)"
     )

@@ -64,10 +64,11 @@ class EvalConfig(ConfigBase):
     from Encoder2's z2 at the re-optimisation (the navigator keeps adapting to what it sees; the next
     re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): adam /
     best_of_n / cem / guided re-optimise only when the target's predicted track passes within this distance of
-    the nominal plan, and otherwise drive Encoder2's z2 (no offset; guided: scale 0) until the next re-optimising
-    step. scenario: the held-out scene set, ``mixed`` (the world's default scenes) or ``crossing`` (every
-    pedestrian crosses the expert's plan, timed to meet the robot there; more interactions per episode for
-    steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. prediction: the target's
+    the nominal plan, and otherwise drive Encoder2's z2 of each step (no offset, whatever ``hold``; guided: scale
+    0), the nominal episode, until the next re-optimising step. scenario: the held-out scene set, ``mixed`` (the
+    world's default scenes) or ``crossing`` (the same seeds drawn with every pedestrian a crosser of the expert's
+    plan, timed to meet the robot there, where a free crossing line exists; scenes with no crosser skipped; more
+    interactions per episode for steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. prediction: the target's
     future the steering methods aim at, the social-force model rolled forward with the robot ``still`` at its
     pose or driving the ``nominal`` plan (the pedestrians' reaction to the robot's expected motion included,
     :meth:`navintent.sim.World.predict_agents`). Invalid values raise

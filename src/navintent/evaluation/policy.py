@@ -131,12 +131,15 @@ class Z2Search(_Reoptimising):
     def step(self, policy, step, obs, goal, ref, z1, z2):
         if step % policy.config.replan_every == 0:
             adapter = policy.adapter(obs, goal, ref, z1)
-            if policy.target_in_reach(adapter):
+            policy.engaged = policy.target_in_reach(adapter)
+            if policy.engaged:
                 policy.reoptimise(adapter, self)
-            else:  # nothing to attack within reach: drive the nominal plan, no offset
+            else:  # nothing to attack within reach: the next warm start is the nominal, no offset
                 policy.z2_star = adapter.z2_init.detach().clone()
                 policy.skipped_reoptimisations += 1
             policy.z2_offset = policy.z2_star - adapter.z2_init
+        if not policy.engaged:  # disengaged: Encoder2's z2 of each step, the nominal episode (either hold)
+            return z2, None
         if policy.config.hold == "offset" and z2 is not None:
             return z2 + policy.z2_offset, None
         return policy.z2_star, None
@@ -297,6 +300,7 @@ class ClosedLoopPolicy:
         self.plans: list[np.ndarray] = []
         self.reoptimisations = 0
         self.skipped_reoptimisations = 0
+        self.engaged = True  # whether the last re-optimising step re-optimised (EvalConfig.engage_distance)
         self.optimisation_seconds: list[float] = []
 
     # --- pieces the strategies use -------------------------------------------------------------------

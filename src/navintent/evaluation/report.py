@@ -144,11 +144,18 @@ def write_results_markdown(
             f"declares the goal when {rule}; it counts as reached within 1 m of the goal. Episodes of at most "
             f"{config.max_episode_steps} steps."
         )
+    steering = (
+        f" Held-out scene set `{config.scenario}`; steering: objective `{config.objective}`, re-optimised every "
+        f"{config.replan_every} steps ({config.opt_steps} Adam steps, lr {config.lr:g}, {config.draws} draws), "
+        f"hold `{config.hold}`, engage distance {config.engage_distance:g} m (0: always), target prediction "
+        f"`{config.prediction}`."
+    )
     path.write_text(
         f"# Closed-loop evaluation, task `{config.task}`\n\n{len(results)} held-out scenes (seeds "
         f"{[r.scene.seed for r in results]}), metric scale {metric_scale:.4f} m per unit, safety radius "
         f"{config.safety_radius} m, nominal `{NOMINAL}` (attack success counts only scenes where the nominal run "
-        f"stayed outside the safety radius; – when there were none).{loop}\n\n{table}\n{ci_table(closed_loop)}"
+        f"stayed outside the safety radius; – when there were none).{loop}{steering}\n\n{table}\n"
+        f"{ci_table(closed_loop)}"
     )
     return path
 

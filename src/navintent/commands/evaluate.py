@@ -100,8 +100,8 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
     try:  # every value checked before the checkpoint loads; the scale and methods follow from it
         config = EvalConfig(
             scenes=args.scenes or EvalConfig.scenes, seed=args.seed, methods=methods,
-        replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
-        objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
+            replan_every=args.replan_every, opt_steps=args.opt_steps, lr=args.lr, draws=args.draws,
+            objective=args.objective, budget_s=args.budget, safety_radius=args.safety_radius,
             lambda_cfg=args.lambda_cfg, step_factor=args.step_factor,
             max_plots=args.max_plots, max_episode_steps=args.max_episode_steps, noise_lr=args.noise_lr,
             noise_nll_weight=args.noise_nll_weight, noise_space=args.noise_space, task=args.task,
@@ -209,8 +209,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hold",
         choices=HOLDS,
         default=EvalConfig.hold,
-        help="between re-optimisations adam / best_of_n / cem execute the optimised z2 (z2, the default) or "
-        "Encoder2's z2 of each step plus the optimised offset (offset)",
+        help="between re-optimisations (while engaged, see --engage-distance) adam / best_of_n / cem execute the "
+        "optimised z2 (z2, the default) or Encoder2's z2 of each step plus the optimised offset (offset)",
     )
     p.add_argument(
         "--engage-distance",

@@ -325,12 +325,13 @@ class ClosedLoopPolicy:
         t_pred, ws = self.model.config.len_traj_pred, self.loaded.waypoint_spacing
         path = None
         if plan is not None:
-            knots = torch.cat([plan.new_zeros(1, 2), plan.detach()]).double().cpu()  # [T + 1, 2]
-            at = torch.arange(t_pred * ws, dtype=torch.float64) / ws  # where each step starts, in waypoints
-            lo = at.floor().long().clamp(max=t_pred - 1)
-            local = knots[lo] + (at - lo).unsqueeze(1) * (knots[lo + 1] - knots[lo])  # [t_pred * ws, 2]
+            knots = np.vstack(
+                [np.zeros(2), plan.detach().cpu().double().numpy()]
+            )  # [T + 1, 2], from the robot
+            at = np.arange(t_pred * ws) / ws  # where each control step starts, in waypoints
+            local = np.stack([np.interp(at, np.arange(t_pred + 1), knots[:, d]) for d in range(2)], axis=1)
             pose = torch.as_tensor(self.poses[-1], dtype=torch.float64)
-            path = to_world(local, pose[:2], pose[2]).numpy()
+            path = to_world(torch.from_numpy(local), pose[:2], pose[2]).numpy()  # [t_pred * ws, 2]
         future = self.tracker.predict(t_pred * ws, path)[ws - 1 :: ws, self.target]  # [T, 2]
         local = to_robot_frame(future, self.poses[-1])
         return torch.as_tensor(local, dtype=torch.float32, device=self.device).view(1, t_pred, 1, 2)

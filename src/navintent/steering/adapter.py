@@ -218,13 +218,20 @@ class DiffusionAdapter:
             + " (check the scenario's inputs: agents, maps, z1)"
         )
 
-    def _run(self, z2: Tensor, sid: Tensor, noise: SamplerNoise | None) -> LossOutput:
+    def _sample(
+        self, z2: Tensor, sid: Tensor, noise: SamplerNoise | None
+    ) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Full sampling of latents ``z2 [len(sid), z]`` for scenarios ``sid``: waypoints (m) of every row, the
+        latent and scenario of each row, and the draws per scenario ``m``."""
         noise, m = self._noise_rows(self.noise if noise is None else noise, sid)
         rows = sid.repeat_interleave(m)
         z_rows = z2.repeat_interleave(m, 0)
         eps_fn = policy_eps_fn(self.model, self.cond[rows], z_rows, lambda_cfg=self.lambda_cfg)
-        x = self.sampler.sample(eps_fn, noise)
-        return self._evaluate(self.to_metric(x, rows), z_rows, rows, sid.shape[0], m)
+        return self.to_metric(self.sampler.sample(eps_fn, noise), rows), z_rows, rows, m
+
+    def _run(self, z2: Tensor, sid: Tensor, noise: SamplerNoise | None) -> LossOutput:
+        waypoints, z_rows, rows, m = self._sample(z2, sid, noise)
+        return self._evaluate(waypoints, z_rows, rows, sid.shape[0], m)
 
     # --- public -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -233,13 +240,8 @@ class DiffusionAdapter:
         without evaluating the objective (e.g. the nominal plan a ``deviation`` term compares against)."""
         if z2.shape != self.z2_init.shape:
             raise ValueError(f"z2 must have shape {tuple(self.z2_init.shape)}, got {tuple(z2.shape)}")
-        noise, m = self._noise_rows(self.noise, self._all)
-        rows = self._all.repeat_interleave(m)
-        eps_fn = policy_eps_fn(
-            self.model, self.cond[rows], z2.repeat_interleave(m, 0), lambda_cfg=self.lambda_cfg
-        )
-        x = self.sampler.sample(eps_fn, noise)
-        return self.to_metric(x, rows).view(self.num, m, self.horizon, -1)
+        waypoints, _, _, m = self._sample(z2, self._all, None)
+        return waypoints.view(self.num, m, self.horizon, -1)
 
     def loss_given_z2(self, z2: Tensor, *, noise: SamplerNoise | None = None) -> LossOutput:
         """Task loss of latents ``z2 [B, z_dim]`` through full sampling; differentiable in z2.

@@ -12,6 +12,7 @@ from navintent.models.intent import (
     draw_training_masks,
     init_z1_from_dataset,
     kl_to_standard_normal,
+    pairwise_rank_loss,
 )
 from navintent.models.nomad import NoMaDPolicy, build_noise_scheduler
 
@@ -232,6 +233,40 @@ def test_latent_free_weight_adds_the_unconditional_branch_loss_of_every_sample(m
     assert torch.allclose(paired["loss"], expected, rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match="latent_free_weight"):
         original.replace(latent_free_weight=-1.0)
+
+
+def test_pairwise_rank_loss_hand_values_and_its_weight_in_the_loss(model):
+    """RankNet's loss by hand (ordered pairs with different targets, masked samples out), 0 without a pair, and
+    ``dist_rank_weight`` adds exactly that weight times ``distance_rank`` to the loss (same draws)."""
+    pred = torch.tensor([1.0, 3.0, 2.0, 0.0], dtype=torch.float64)
+    target = torch.tensor([1.0, 2.0, 2.0, 5.0], dtype=torch.float64)
+    mask = torch.tensor([True, True, True, False])
+    softplus = torch.nn.functional.softplus
+    # pairs (i nearer than j): (0, 1) margin 3 - 1, (0, 2) margin 2 - 1; (1, 2) tie; sample 3 masked
+    expected = softplus(torch.tensor([-2.0, -1.0], dtype=torch.float64)).mean()
+    torch.testing.assert_close(pairwise_rank_loss(pred, target, mask), expected, rtol=0, atol=1e-15)
+    assert pairwise_rank_loss(pred, torch.full((4,), 3.0), mask).item() == 0.0
+    assert pairwise_rank_loss(pred, target, torch.zeros(4, dtype=torch.bool)).item() == 0.0
+
+    model.eval()
+    batch = make_batch(batch_size=4)
+    batch["distance"] = torch.tensor([1, 4, 9, 16])
+    sched = build_noise_scheduler(CFG.scheduler)
+
+    def run(**kw):
+        return model.compute_loss(
+            batch, sched, kl_weight=0.0, alpha=0.1, goal_mask_prob=0.0,
+            generator=torch.Generator().manual_seed(5), **kw,
+        )  # fmt: skip
+
+    plain, ranked = run(), run(dist_rank_weight=0.25)
+    assert ranked["distance_rank"].item() > 0
+    assert torch.equal(plain["distance_rank"], ranked["distance_rank"])
+    torch.testing.assert_close(
+        ranked["loss"], plain["loss"] + 0.25 * plain["distance_rank"], rtol=1e-6, atol=0
+    )
+    with pytest.raises(ValueError, match="dist_rank_weight"):
+        CFG.train.replace(dist_rank_weight=-1.0)
 
 
 def test_encoder1_null_reference_ignores_reference_content_and_goal_mask_hides_goal():

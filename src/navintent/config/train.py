@@ -86,7 +86,9 @@ class TrainConfig(ConfigBase):
     none when ``warmup`` is false) then a cosine decay to 0 over ``epochs`` epochs (``scheduler: constant``
     keeps it flat). ``max_steps`` (0 = unlimited) only stops the run early; it never reshapes the schedule, so a
     run stopped and resumed follows the same curve. The loss is ``alpha * distance + (1 - alpha) * diffusion +
-    beta(step) * KL`` (NoMaD's weighting plus the intent KL). ``clipping``/``max_norm``: gradient-norm clipping.
+    beta(step) * KL`` (NoMaD's weighting plus the intent KL), plus ``dist_rank_weight`` times RankNet's pairwise
+    ranking loss on the distance head (navintent's, 0 = off as in NoMaD;
+    :func:`navintent.models.intent.pairwise_rank_loss`). ``clipping``/``max_norm``: gradient-norm clipping.
     EMA (NoMaD's diffusers 0.11.1 ``EMAModel``, power 0.75; :mod:`navintent.ema`): the ``n``-th update (n = 1,
     2, ...) uses decay 0 for ``n <= 2`` and ``min(ema_max_decay, 1 - (n - 1) ** -ema_power)`` afterwards.
     ``freeze``: parameter groups kept fixed ("vision": the vision encoder; "denoiser": noise_pred_net and
@@ -130,6 +132,7 @@ class TrainConfig(ConfigBase):
     goal_mask_prob: float = 0.5
     random_shift: int = 0
     alpha: float = 1e-4
+    dist_rank_weight: float = 0.0
     ema_power: float = 0.75
     ema_max_decay: float = 0.9999
     seed: int = 0
@@ -241,6 +244,7 @@ class TrainConfig(ConfigBase):
             "max_norm",
             "ema_power",
             "warmup_epochs",
+            "dist_rank_weight",
         ):
             check_non_negative_number(name, getattr(self, name))
         self.lr = float(self.lr)

@@ -32,6 +32,8 @@ Decisions (where the design documents are silent):
   distance the squared error of the distance head on goal-visible samples (same normalisation), and KL the
   closed-form ``KL(N(mu, sigma^2) || N(0, I))`` summed over z1's dims and averaged over the batch; ``KL'`` is
   that KL, or with ``IntentConfig.free_bits > 0`` the sum over dims of ``max(free_bits, batch-mean KL_d)``.
+  ``dist_rank_weight > 0`` (navintent's, not NoMaD's) adds ``dist_rank_weight * rank`` with ``rank`` the
+  pairwise ranking loss of :func:`pairwise_rank_loss` over the batch's goal-visible samples.
 """
 
 from __future__ import annotations
@@ -250,6 +252,21 @@ def masked_mean(per_sample: Tensor, mask: Tensor) -> Tensor:
     return (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def pairwise_rank_loss(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """RankNet's pairwise logistic loss (Burges et al., ICML 2005) over the masked samples of a batch.
+
+    For every ordered pair ``(i, j)`` of samples with ``mask`` true and ``target[i] < target[j]``:
+    ``softplus(prediction[i] - prediction[j])``, i.e. ``-log sigmoid`` of the margin by which ``j`` is predicted
+    farther than ``i`` (in the prediction's units, here waypoint steps). Mean over those pairs; 0 when there are
+    none. Pairs with equal targets do not count. ``prediction``, ``target``: ``[B]``; ``mask``: bool ``[B]``.
+    Only the order of the targets matters, which is what the distance head's Spearman correlation measures.
+    """
+    pairs = mask[:, None] & mask[None, :] & (target[:, None] < target[None, :])
+    margins = prediction[None, :] - prediction[:, None]  # [i, j]: prediction[j] - prediction[i]
+    per_pair = nn.functional.softplus(-margins)
+    return masked_mean(per_pair.flatten(), pairs.flatten())
+
+
 class TwoStageIntentModel(NoMaDPolicy):
     """NoMaD + Encoder1 + Encoder2: the full trainable two-stage model.
 
@@ -321,6 +338,7 @@ class TwoStageIntentModel(NoMaDPolicy):
         kl_weight: float,
         goal_mask_prob: float = 0.5,
         alpha: float = 1e-4,
+        dist_rank_weight: float = 0.0,
         ref_dropout: float | None = None,
         latent_dropout: float | None = None,
         generator: torch.Generator | None = None,
@@ -333,7 +351,8 @@ class TwoStageIntentModel(NoMaDPolicy):
         z1 noise, diffusion noise and timesteps) use ``generator`` (None: the global RNG) in a fixed order.
 
         Returns scalars ``loss`` (with grad), ``diffusion``, ``diffusion_latent_free`` (0 unless
-        ``latent_free_weight`` > 0), ``distance``, ``kl`` (the true KL), ``kl_penalty``
+        ``latent_free_weight`` > 0), ``distance``, ``distance_rank`` (:func:`pairwise_rank_loss`, computed
+        whatever ``dist_rank_weight``), ``kl`` (the true KL), ``kl_penalty``
         (the KL term the loss uses, see ``free_bits``), ``kl_weight`` and per-sample ``goal_mask``, ``ref_used``, ``latent_used`` (bool ``[B]``) and ``z2`` ``[B, z_dim]`` (detached).
         """
         ic = self.intent_config
@@ -385,18 +404,22 @@ class TwoStageIntentModel(NoMaDPolicy):
 
         dist_pred = self.predict_distance(cond).squeeze(-1)
         dist = masked_mean((dist_pred - distance).square(), ~goal_mask)
+        dist_rank = pairwise_rank_loss(dist_pred, distance, ~goal_mask)
         kl = kl_to_standard_normal(mu, logvar).mean()
         kl_penalty = kl
         if ic.free_bits > 0:
             per_dim = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean(dim=0)  # [z1_dim]
             kl_penalty = per_dim.clamp(min=ic.free_bits).sum()
         denoising = diffusion + ic.latent_free_weight * diffusion_latent_free
-        loss = alpha * dist + (1.0 - alpha) * denoising + kl_weight * kl_penalty
+        loss = (
+            alpha * dist + dist_rank_weight * dist_rank + (1.0 - alpha) * denoising + kl_weight * kl_penalty
+        )
         return {
             "loss": loss,
             "diffusion": diffusion,
             "diffusion_latent_free": diffusion_latent_free,
             "distance": dist,
+            "distance_rank": dist_rank,
             "kl": kl,
             "kl_penalty": kl_penalty,
             "kl_weight": torch.tensor(float(kl_weight)),

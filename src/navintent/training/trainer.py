@@ -261,6 +261,7 @@ class Trainer:
             kl_weight=kl_weight,
             goal_mask_prob=tc.goal_mask_prob,
             alpha=tc.alpha,
+            dist_rank_weight=tc.dist_rank_weight,
         )
         self._check_finite(losses, epoch, batch_in_epoch, indices)
         self.optimizer.zero_grad(set_to_none=True)
@@ -284,6 +285,7 @@ class Trainer:
             "train/loss": losses["loss"].item(),
             "train/diffusion": losses["diffusion"].item(),
             "train/distance": losses["distance"].item(),
+            "train/distance_rank": losses["distance_rank"].item(),
             "train/kl": losses["kl"].item(),
             "train/kl_weight": kl_weight,
             "train/grad_norm": grad_norm.item(),

@@ -401,6 +401,61 @@ def test_prediction_nominal_aims_at_the_target_reacting_to_the_nominal_plan(tiny
         ev.EvalConfig(prediction="oracle")
 
 
+def test_prediction_reactive_linearises_the_targets_reaction_to_the_plan(tiny_ckpt):
+    """``prediction: reactive``: the target's Jacobian w.r.t. the plan is causal, predicts the social-force
+    model's answer to a moved plan to first order, and reaches the searches' objective (at the nominal plan)."""
+    loaded = load_inference_model(tiny_ckpt)
+    scene = ev.evaluation_scenes(1, scenario="crossing")[0]
+    target = ev.target_pedestrian(scene, ev.free_walk(scene, 400))
+    config = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=1, draws=2, metric_scale=0.04, task="goal-image",
+                           prediction="reactive")  # fmt: skip
+    policy = ev.ClosedLoopPolicy(
+        loaded, "adam", scene, config=config, metric_scale=0.04, target=target, seed=0, budget_s=0.0
+    )
+    # the robot 0.8 m from the target's start, facing it (step 0: the pedestrians have not moved yet)
+    world = World(scene)
+    start = world.ped_positions[target]
+    policy.poses, policy.peds = [np.array([start[0] - 0.8, start[1], 0.0])], [world.ped_positions.copy()]
+    horizon = loaded.model.config.len_traj_pred
+    plan = torch.stack([torch.linspace(0.05, 0.4, horizon), torch.zeros(horizon)], 1)  # driving at it
+    jac = policy.target_response(plan)
+    assert jac.shape == (1, horizon, 1, 2, horizon, 2)
+    for t in range(horizon):  # causal: the target at waypoint t does not see later waypoints
+        assert bool((jac[0, t, 0, :, t + 1 :] == 0).all())
+    assert float(jac.abs().max()) > 0.05  # it reacts to a robot this close
+    delta = torch.zeros(horizon, 2)
+    delta[2, 1], delta[3, 0] = 0.03, 0.03
+    before, after = policy.target_future(plan)[0, :, 0], policy.target_future(plan + delta)[0, :, 0]
+    linear = before + torch.einsum("tdsj,sj->td", jac[0, :, 0], delta)
+    change, error = float((after - before).abs().max()), float((after - linear).abs().max())
+    assert change > 3e-4 and error < 0.1 * change, (change, error)
+
+    seen = []
+
+    class Spy(ev.ClosedLoopPolicy):
+        def reoptimise(self, adapter, strategy):
+            super().reoptimise(adapter, strategy)
+            seen.append(adapter.context)
+
+    policy = Spy(loaded, "adam", scene, config=config, metric_scale=0.04, target=target, seed=0, budget_s=0.0)
+    rollout(policy, scene, 5, context_size=loaded.model.config.context_size)
+    assert len(seen) == 2  # steps 0 and 4, both with the target's reaction at that step's nominal plan
+    for ctx in seen:
+        assert ctx.agents_jacobian.shape == (1, horizon, 1, 2, horizon, 2) and ctx.nominal.shape == (
+            1,
+            horizon,
+            2,
+        )
+    nominal = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=1, draws=2, metric_scale=0.04, task="goal-image",
+                            prediction="nominal")  # fmt: skip
+    seen.clear()
+    policy = Spy(
+        loaded, "adam", scene, config=nominal, metric_scale=0.04, target=target, seed=0, budget_s=0.0
+    )
+    rollout(policy, scene, 1, context_size=loaded.model.config.context_size)
+    assert len(seen) == 1 and seen[0].agents_jacobian is None
+
+
 def test_every_method_runs_in_the_navigate_and_explore_tasks(tiny_ckpt, tmp_path):
     """The deployment tasks end to end on a tiny model: a map recorded by the expert, every method driven through
     NoMaD's topological-map loop (localisation each tick) and goal-masked exploration, with the tasks' metrics."""

@@ -108,6 +108,10 @@ class ObjectiveContext:
 
     agents: ``[N, T, K, 2]`` other agents' future positions (metres, robot frame) at the waypoint times.
     agents_mask: ``[N, K]`` or ``[N, T, K]``, 1 = valid. nominal: ``[N, T, 2]`` reference trajectory.
+    agents_jacobian: ``[N, T, K, 2, T, 2]`` or None: the agents' first-order reaction to the robot's plan,
+    ``d agents[n, t, k, :] / d waypoints[n, s, :]`` at ``nominal``; given, every agent term reads the agents at
+    ``agents + J . (waypoints - nominal)`` (a linearised reactive prediction: the agents move as the plan does,
+    to first order), so a gradient through the agents reaches the plan twice.
     point: ``[N, 2]`` target of ``reach``/``avoid``. cost_map / obstacle_map: :class:`GridMap`.
     z2 ``[N, D2]``, z2_encoder ``[N, D2]`` (Encoder2's output), z2_mean ``[D2]`` and z2_cov ``[D2, D2]``
     (Gaussian fitted to training z2), z1 ``[N, D1]``. dt: seconds between waypoints.
@@ -116,6 +120,7 @@ class ObjectiveContext:
     agents: Tensor | None = None
     agents_mask: Tensor | None = None
     nominal: Tensor | None = None
+    agents_jacobian: Tensor | None = None
     point: Tensor | None = None
     cost_map: GridMap | None = None
     obstacle_map: GridMap | None = None
@@ -136,6 +141,7 @@ class ObjectiveContext:
         "agents",
         "agents_mask",
         "nominal",
+        "agents_jacobian",
         "point",
         "z2",
         "z2_encoder",
@@ -171,7 +177,8 @@ def _replace(ctx: ObjectiveContext, **changes: Any) -> ObjectiveContext:
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _agents(waypoints: Tensor, ctx: ObjectiveContext) -> tuple[Tensor, Tensor]:
-    """Agents ``[N, T, K, 2]`` and a validity mask ``[N, T, K]`` (bool), shapes checked."""
+    """Agents ``[N, T, K, 2]`` (with ``agents_jacobian``: their linearised reaction to ``waypoints``) and a
+    validity mask ``[N, T, K]`` (bool), shapes checked."""
     agents = ctx.need("agents").to(waypoints)
     n, t = waypoints.shape[:2]
     if agents.dim() != 4 or agents.shape[:2] != (n, t) or agents.shape[-1] != 2:
@@ -179,6 +186,20 @@ def _agents(waypoints: Tensor, ctx: ObjectiveContext) -> tuple[Tensor, Tensor]:
             f"ObjectiveContext.agents must be [N={n}, T={t}, K, 2], got shape {tuple(agents.shape)}"
         )
     k = agents.shape[2]
+    if ctx.agents_jacobian is not None:
+        jac = ctx.agents_jacobian.to(waypoints)
+        if jac.shape != (n, t, k, 2, t, 2):
+            raise ValueError(
+                f"ObjectiveContext.agents_jacobian must be [N={n}, T={t}, K={k}, 2, T={t}, 2], "
+                f"got {tuple(jac.shape)}"
+            )
+        nominal = ctx.need("nominal").to(waypoints)
+        if nominal.shape != waypoints.shape:
+            raise ValueError(
+                f"ObjectiveContext.nominal must have the waypoints' shape {tuple(waypoints.shape)} with "
+                f"agents_jacobian, got {tuple(nominal.shape)}"
+            )
+        agents = agents + torch.einsum("ntkdsj,nsj->ntkd", jac, waypoints - nominal)
     mask = ctx.agents_mask
     if mask is None:
         valid = torch.ones(n, t, k, dtype=torch.bool, device=waypoints.device)

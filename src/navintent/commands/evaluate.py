@@ -233,7 +233,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=PREDICTIONS,
         default=EvalConfig.prediction,
         help="the target's future the steering methods aim at (and --engage-distance checks): the social-force "
-        "model with the robot held still (still, the default) or driving the nominal plan (nominal)",
+        "model with the robot held still (still, the default), driving the nominal plan (nominal), or nominal plus "
+        "the target's linearised reaction to the plan being searched (reactive)",
     )
     p.add_argument(
         "--explore-steps", type=int, default=EvalConfig.explore_steps, help="steps per explore episode"

@@ -36,8 +36,9 @@ HOLDS: tuple[str, ...] = ("z2", "offset")
 # else wander); "crossing" makes every pedestrian a crosser timed to meet the robot (see evaluation_scenes).
 SCENARIOS: tuple[str, ...] = ("mixed", "crossing")
 # How the steering methods predict the target: the social-force model rolled forward with the robot held still,
-# or with the robot driving the nominal plan (see EvalConfig.prediction).
-PREDICTIONS: tuple[str, ...] = ("still", "nominal")
+# with the robot driving the nominal plan, or that plus the target's linearised reaction to the searched plan
+# (see EvalConfig.prediction).
+PREDICTIONS: tuple[str, ...] = ("still", "nominal", "reactive")
 DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
 
 
@@ -71,7 +72,11 @@ class EvalConfig(ConfigBase):
     interactions per episode for steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. prediction: the target's
     future the steering methods aim at, the social-force model rolled forward with the robot ``still`` at its
     pose or driving the ``nominal`` plan (the pedestrians' reaction to the robot's expected motion included,
-    :meth:`navintent.sim.World.predict_agents`). Invalid values raise
+    :meth:`navintent.sim.World.predict_agents`), or ``reactive``: ``nominal`` plus the target's first-order
+    reaction to the plan being searched (``ObjectiveContext.agents_jacobian`` from
+    :meth:`navintent.evaluation.policy.ClosedLoopPolicy.target_response`, forward differences through the
+    social-force model at the nominal plan, 2T extra roll-outs per search), so a plan that drives at the target
+    also sees it step away. Invalid values raise
     ``ValueError`` naming field and value.
     """
 

@@ -38,6 +38,10 @@ from navintent.steering import DiffusionAdapter, MethodResult, Scenarios, Z2Opti
 from navintent.steering import methods as steer_methods
 from navintent.transforms import prepare_frames
 
+# Forward-difference step (m) of the target's reaction to the plan (prediction "reactive"): small next to the
+# social force's range (``PedestrianConfig.agent_range``, 0.3 m), large next to float64 round-off.
+RESPONSE_STEP_M = 0.01
+
 
 # ------------------------------------------------------------------------------------------------ latent sources
 class LatentSource:
@@ -168,6 +172,8 @@ class GuidedSteering(_Reoptimising):
                 policy.skipped_reoptimisations += 1
         noise = adapter.draw_noise(1, policy.sample_generator)  # the executed draw every method shares
         policy.record_noise(noise)
+        if bool((policy.guide_scale != 0).any()):
+            policy.react(adapter)
         out = adapter.guided(policy.guide_scale, noise=noise)
         return z2, out.waypoints[0, 0].detach()
 
@@ -321,20 +327,49 @@ class ClosedLoopPolicy:
         robot held still, or, given ``plan [T, 2]`` (m, current robot frame, waypoints ``waypoint_spacing``
         control steps apart), with the robot driving it (linear between the waypoints, from its current position;
         ``EvalConfig.prediction``)."""
+        local = self._target_future(None if plan is None else plan.detach().cpu().double().numpy())
+        return torch.as_tensor(local, dtype=torch.float32, device=self.device).view(1, -1, 1, 2)
+
+    def _target_future(self, plan: np.ndarray | None) -> np.ndarray:
+        """:meth:`target_future` in float64 numpy: ``plan [T, 2]`` or None -> ``[T, 2]``."""
         self.tracker.sync(self.poses, self.peds)
         t_pred, ws = self.model.config.len_traj_pred, self.loaded.waypoint_spacing
         path = None
         if plan is not None:
-            knots = np.vstack(
-                [np.zeros(2), plan.detach().cpu().double().numpy()]
-            )  # [T + 1, 2], from the robot
+            knots = np.vstack([np.zeros(2), plan])  # [T + 1, 2], from the robot
             at = np.arange(t_pred * ws) / ws  # where each control step starts, in waypoints
             local = np.stack([np.interp(at, np.arange(t_pred + 1), knots[:, d]) for d in range(2)], axis=1)
             pose = torch.as_tensor(self.poses[-1], dtype=torch.float64)
             path = to_world(torch.from_numpy(local), pose[:2], pose[2]).numpy()  # [t_pred * ws, 2]
         future = self.tracker.predict(t_pred * ws, path)[ws - 1 :: ws, self.target]  # [T, 2]
-        local = to_robot_frame(future, self.poses[-1])
-        return torch.as_tensor(local, dtype=torch.float32, device=self.device).view(1, t_pred, 1, 2)
+        return to_robot_frame(future, self.poses[-1])
+
+    def target_response(self, plan: Tensor, step_m: float = RESPONSE_STEP_M) -> Tensor:
+        """The target's first-order reaction to the plan (``EvalConfig.prediction`` ``reactive``):
+        ``J [1, T, 1, 2, T, 2]`` with ``J[0, t, 0, :, s, :] = d target_future(plan)[t] / d plan[s]`` at ``plan
+        [T, 2]`` (m, current robot frame), by forward differences of ``step_m`` metres through the social-force
+        prediction (2T extra roll-outs). Causal: row ``t`` does not depend on waypoints after ``t``, so those
+        entries are exactly 0 (not computed)."""
+        base_plan = plan.detach().cpu().double().numpy()
+        base = self._target_future(base_plan)
+        t_pred = base.shape[0]
+        jac = np.zeros((t_pred, 2, t_pred, 2))
+        for s in range(t_pred):
+            for d in range(2):
+                moved = base_plan.copy()
+                moved[s, d] += step_m
+                jac[:, :, s, d] = (self._target_future(moved) - base) / step_m
+        return torch.as_tensor(jac, dtype=torch.float32, device=self.device)[None, :, None]
+
+    def react(self, adapter: DiffusionAdapter) -> None:
+        """With ``EvalConfig.prediction`` ``reactive``, give ``adapter``'s objective the target's linearised
+        reaction to the plan (:meth:`target_response` at the nominal plan; ``ObjectiveContext.agents_jacobian``)
+        unless it has it; a no-op for the other predictions. Called only where the objective is searched, since
+        the Jacobian costs 2T roll-outs of the pedestrians."""
+        if self.config.prediction != "reactive" or adapter.context.agents_jacobian is not None:
+            return
+        jac = self.target_response(adapter.context.need("nominal")[0])
+        adapter.context = adapter.context.replace(agents_jacobian=jac)
 
     def adapter(self, obs: Tensor, goal: Tensor, ref: Tensor | None, z1: Tensor | None) -> DiffusionAdapter:
         """The one-scenario steering problem of this step (``obs [1, C, 3, H, W]``, ``goal [1, 1, 3, H, W]``)
@@ -358,13 +393,13 @@ class ClosedLoopPolicy:
             generator=self.search_generator, noise_space=self.config.noise_space,
         )  # fmt: skip
         nominal = None
-        if self.config.prediction == "nominal" or any(
+        if self.config.prediction in ("nominal", "reactive") or any(
             spec.name == "deviation" for spec in adapter.objective.specs
         ):
             # the nominal plan: the mean over the draws of what this step's own z2 (Encoder2's) would drive
             nominal = adapter.plans(adapter.z2_init).mean(1)  # [1, T, 2]
             adapter.context = adapter.context.replace(nominal=nominal)
-        if self.config.prediction == "nominal":  # the target reacting to the robot driving its nominal plan
+        if self.config.prediction in ("nominal", "reactive"):  # the target reacting to the nominal plan
             agents = self.target_future(nominal[0])
             adapter.scenarios = dataclasses.replace(adapter.scenarios, agents=agents)
             adapter.context = adapter.context.replace(agents=agents)
@@ -380,6 +415,7 @@ class ClosedLoopPolicy:
         if self.z2_star is not None and strategy.warm_start_z2:
             offset = self.config.hold == "offset" and self.z2_offset is not None
             z2_start = adapter.z2_init + self.z2_offset if offset else self.z2_star.clone()
+        self.react(adapter)
         result = strategy.run(self, adapter, budget, z2_start)
         self.z2_star = result.z2.detach()
         self.reoptimisations += 1

@@ -441,11 +441,8 @@ def test_prediction_reactive_linearises_the_targets_reaction_to_the_plan(tiny_ck
     rollout(policy, scene, 5, context_size=loaded.model.config.context_size)
     assert len(seen) == 2  # steps 0 and 4, both with the target's reaction at that step's nominal plan
     for ctx in seen:
-        assert ctx.agents_jacobian.shape == (1, horizon, 1, 2, horizon, 2) and ctx.nominal.shape == (
-            1,
-            horizon,
-            2,
-        )
+        assert ctx.agents_jacobian.shape == (1, horizon, 1, 2, horizon, 2)
+        assert ctx.nominal.shape == (1, horizon, 2)
     nominal = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=1, draws=2, metric_scale=0.04, task="goal-image",
                             prediction="nominal")  # fmt: skip
     seen.clear()

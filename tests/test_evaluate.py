@@ -12,6 +12,7 @@ from navintent import evaluation as ev
 from navintent.checkpoint import LoadedModel, load_inference_model, save_checkpoint
 from navintent.cli import main
 from navintent.config import preset_training_config
+from navintent.evaluation.policy import RESPONSE_STEP_M
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import NoMaDPolicy
 from navintent.objectives import GridMap
@@ -428,7 +429,13 @@ def test_prediction_reactive_linearises_the_targets_reaction_to_the_plan(tiny_ck
     before, after = policy.target_future(plan)[0, :, 0], policy.target_future(plan + delta)[0, :, 0]
     linear = before + torch.einsum("tdsj,sj->td", jac[0, :, 0], delta)
     change, error = float((after - before).abs().max()), float((after - linear).abs().max())
-    assert change > 3e-4 and error < 0.1 * change, (change, error)
+    assert change > 3e-4 and error < 0.3 * change, (change, error)  # most of the reaction, to first order
+    # one column by hand: the central difference of the prediction itself
+    h = RESPONSE_STEP_M
+    step = torch.zeros(horizon, 2)
+    step[2, 1] = h
+    by_hand = (policy.target_future(plan + step) - policy.target_future(plan - step))[0, :, 0] / (2 * h)
+    torch.testing.assert_close(jac[0, 2:, 0, :, 2, 1], by_hand[2:], rtol=0, atol=1e-4)
 
     seen = []
 

@@ -38,9 +38,11 @@ from navintent.steering import DiffusionAdapter, MethodResult, Scenarios, Z2Opti
 from navintent.steering import methods as steer_methods
 from navintent.transforms import prepare_frames
 
-# Forward-difference step (m) of the target's reaction to the plan (prediction "reactive"): small next to the
-# social force's range (``PedestrianConfig.agent_range``, 0.3 m), large next to float64 round-off.
-RESPONSE_STEP_M = 0.01
+# Central-difference step (m) of the target's reaction to the plan (prediction "reactive"): below the social
+# force's range (``PedestrianConfig.agent_range``, 0.3 m) and on the scale of one re-optimisation's plan change,
+# so a route-point switch or speed cap inside it gives a secant, not a spike (with 0.01 m forward differences
+# single entries reached 34 at engaged re-optimisations).
+RESPONSE_STEP_M = 0.05
 
 
 # ------------------------------------------------------------------------------------------------ latent sources
@@ -347,25 +349,27 @@ class ClosedLoopPolicy:
     def target_response(self, plan: Tensor, step_m: float = RESPONSE_STEP_M) -> Tensor:
         """The target's first-order reaction to the plan (``EvalConfig.prediction`` ``reactive``):
         ``J [1, T, 1, 2, T, 2]`` with ``J[0, t, 0, :, s, :] = d target_future(plan)[t] / d plan[s]`` at ``plan
-        [T, 2]`` (m, current robot frame), by forward differences of ``step_m`` metres through the social-force
-        prediction (2T extra roll-outs). Causal: row ``t`` does not depend on waypoints after ``t``, so those
-        entries are exactly 0 (not computed)."""
+        [T, 2]`` (m, current robot frame), by central differences of ``+- step_m`` metres through the social-force
+        prediction (4T extra roll-outs). Causal: row ``t`` does not depend on waypoints after ``t``, so those
+        entries are exactly 0 (not computed). The model switches route points and speed caps, so near the robot
+        the derivative is a secant over ``2 step_m``, not a tangent."""
         base_plan = plan.detach().cpu().double().numpy()
-        base = self._target_future(base_plan)
-        t_pred = base.shape[0]
+        t_pred = base_plan.shape[0]
         jac = np.zeros((t_pred, 2, t_pred, 2))
         for s in range(t_pred):
             for d in range(2):
-                moved = base_plan.copy()
-                moved[s, d] += step_m
-                jac[:, :, s, d] = (self._target_future(moved) - base) / step_m
+                ahead, behind = base_plan.copy(), base_plan.copy()
+                ahead[s, d] += step_m
+                behind[s, d] -= step_m
+                diff = self._target_future(ahead) - self._target_future(behind)
+                jac[s:, :, s, d] = diff[s:] / (2 * step_m)
         return torch.as_tensor(jac, dtype=torch.float32, device=self.device)[None, :, None]
 
     def react(self, adapter: DiffusionAdapter) -> None:
         """With ``EvalConfig.prediction`` ``reactive``, give ``adapter``'s objective the target's linearised
         reaction to the plan (:meth:`target_response` at the nominal plan; ``ObjectiveContext.agents_jacobian``)
         unless it has it; a no-op for the other predictions. Called only where the objective is searched, since
-        the Jacobian costs 2T roll-outs of the pedestrians."""
+        the Jacobian costs 4T roll-outs of the pedestrians."""
         if self.config.prediction != "reactive" or adapter.context.agents_jacobian is not None:
             return
         jac = self.target_response(adapter.context.need("nominal")[0])

@@ -16,7 +16,8 @@ the PD follower):
   re-optimised (:mod:`navintent.steering`, objective ``objective``, default: approach the TARGET pedestrian) against
   the target pedestrian's predicted future (the social-force model rolled forward from the exact pedestrian state
   of the episode with the robot held still, or with ``prediction: nominal`` driving the nominal plan,
-  :meth:`navintent.sim.world.World.predict_agents`). Adam runs
+  :meth:`navintent.sim.world.World.predict_agents`; ``prediction: reactive`` adds the target's linearised reaction
+  to the searched plan, ``ObjectiveContext.agents_jacobian``). Adam runs
   ``opt_steps`` steps warm-started from the previous optimum; best-of-N and CEM (also warm-started) and the guidance
   scale sweep get the same wall-clock budget per re-optimisation as Adam's mean in that scene (``budget_s`` = 0; 1 s
   when Adam is not evaluated) or ``budget_s`` seconds. Between re-optimisations z2 is held; ``guided`` re-runs guided sampling every step with the

@@ -436,6 +436,7 @@ def test_prediction_reactive_linearises_the_targets_reaction_to_the_plan(tiny_ck
     step[2, 1] = h
     by_hand = (policy.target_future(plan + step) - policy.target_future(plan - step))[0, :, 0] / (2 * h)
     torch.testing.assert_close(jac[0, 2:, 0, :, 2, 1], by_hand[2:], rtol=0, atol=1e-4)
+    assert bool((by_hand[:2] == 0).all())  # the prediction before waypoint 2 does not see it at all
 
     seen = []
 

@@ -111,7 +111,7 @@ class ObjectiveContext:
     agents_jacobian: ``[N, T, K, 2, T, 2]`` or None: the agents' first-order reaction to the robot's plan,
     ``d agents[n, t, k, :] / d waypoints[n, s, :]`` at ``nominal``; given, every agent term reads the agents at
     ``agents + J . (waypoints - nominal)`` (a linearised reactive prediction: the agents move as the plan does,
-    to first order), so a gradient through the agents reaches the plan twice.
+    to first order), and the gradient with respect to the plan includes that reaction.
     point: ``[N, 2]`` target of ``reach``/``avoid``. cost_map / obstacle_map: :class:`GridMap`.
     z2 ``[N, D2]``, z2_encoder ``[N, D2]`` (Encoder2's output), z2_mean ``[D2]`` and z2_cov ``[D2, D2]``
     (Gaussian fitted to training z2), z1 ``[N, D1]``. dt: seconds between waypoints.

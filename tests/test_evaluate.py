@@ -402,7 +402,7 @@ def test_prediction_nominal_aims_at_the_target_reacting_to_the_nominal_plan(tiny
         ev.EvalConfig(prediction="oracle")
 
 
-def test_prediction_reactive_linearises_the_targets_reaction_to_the_plan(tiny_ckpt):
+def test_prediction_reactive_linearises_the_targets_reaction_to_the_plan(tiny_ckpt, monkeypatch):
     """``prediction: reactive``: the target's Jacobian w.r.t. the plan is causal, predicts the social-force
     model's answer to a moved plan to first order, and reaches the searches' objective (at the nominal plan)."""
     loaded = load_inference_model(tiny_ckpt)
@@ -451,6 +451,25 @@ def test_prediction_reactive_linearises_the_targets_reaction_to_the_plan(tiny_ck
     for ctx in seen:
         assert ctx.agents_jacobian.shape == (1, horizon, 1, 2, horizon, 2)
         assert ctx.nominal.shape == (1, horizon, 2)
+    # the re-optimisation's clock (Adam's time budgets the baselines) does not run while the reaction is computed
+    clock = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock[0]
+
+    class SlowReaction(ev.ClosedLoopPolicy):
+        def target_response(self, plan, step_m=RESPONSE_STEP_M):
+            clock[0] += 100.0
+            return super().target_response(plan, step_m)
+
+    monkeypatch.setattr(ev.policy, "time", FakeTime)
+    policy = SlowReaction(
+        loaded, "adam", scene, config=config, metric_scale=0.04, target=target, seed=0, budget_s=0.0
+    )
+    rollout(policy, scene, 1, context_size=loaded.model.config.context_size)
+    assert clock[0] == 100.0 and policy.optimisation_seconds == [0.0]
     nominal = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=1, draws=2, metric_scale=0.04, task="goal-image",
                             prediction="nominal")  # fmt: skip
     seen.clear()

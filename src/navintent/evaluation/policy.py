@@ -412,14 +412,16 @@ class ClosedLoopPolicy:
     def reoptimise(self, adapter: DiffusionAdapter, strategy: _Reoptimising) -> None:
         """One re-optimisation by ``strategy`` within ``budget_s`` (None: 1 s), warm-started from the previous
         optimum (z2 when the strategy warm-starts it, or with ``hold: offset`` this step's Encoder2 z2 plus the
-        previous offset; the realism anchor stays Encoder2's output)."""
+        previous offset; the realism anchor stays Encoder2's output). ``optimisation_seconds`` times the search
+        alone: the target's prediction and its reaction (:meth:`react`) come before the clock starts, so the
+        baselines' budget (Adam's mean time) is search time for every prediction."""
+        self.react(adapter)
         start = time.perf_counter()
         budget = self.budget_s if self.budget_s is not None else 1.0
         z2_start = None
         if self.z2_star is not None and strategy.warm_start_z2:
             offset = self.config.hold == "offset" and self.z2_offset is not None
             z2_start = adapter.z2_init + self.z2_offset if offset else self.z2_star.clone()
-        self.react(adapter)
         result = strategy.run(self, adapter, budget, z2_start)
         self.z2_star = result.z2.detach()
         self.reoptimisations += 1

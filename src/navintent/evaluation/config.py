@@ -75,7 +75,8 @@ class EvalConfig(ConfigBase):
     :meth:`navintent.sim.World.predict_agents`), or ``reactive``: ``nominal`` plus the target's first-order
     reaction to the plan being searched (``ObjectiveContext.agents_jacobian`` from
     :meth:`navintent.evaluation.policy.ClosedLoopPolicy.target_response`, central differences through the
-    social-force model at the nominal plan, 4T extra roll-outs per search), so a plan that drives at the target
+    social-force model at the nominal plan, 4T extra roll-outs per re-optimisation and per guided tick with a
+    non-zero scale), so a plan that drives at the target
     also sees it step away. Invalid values raise
     ``ValueError`` naming field and value.
     """

@@ -348,7 +348,7 @@ class ClosedLoopPolicy:
 
     def target_response(self, plan: Tensor, step_m: float = RESPONSE_STEP_M) -> Tensor:
         """The target's first-order reaction to the plan (``EvalConfig.prediction`` ``reactive``):
-        ``J [1, T, 1, 2, T, 2]`` with ``J[0, t, 0, :, s, :] = d target_future(plan)[t] / d plan[s]`` at ``plan
+        ``J [1, T, 1, 2, T, 2]`` with ``J[0, t, 0, :, s, :] = d target_future(plan)[0, t, 0] / d plan[s]`` at ``plan
         [T, 2]`` (m, current robot frame), by central differences of ``+- step_m`` metres through the social-force
         prediction (4T extra roll-outs). Causal: row ``t`` does not depend on waypoints after ``t``, so those
         entries are exactly 0 (not computed). The model switches route points and speed caps, so near the robot
@@ -368,8 +368,9 @@ class ClosedLoopPolicy:
     def react(self, adapter: DiffusionAdapter) -> None:
         """With ``EvalConfig.prediction`` ``reactive``, give ``adapter``'s objective the target's linearised
         reaction to the plan (:meth:`target_response` at the nominal plan; ``ObjectiveContext.agents_jacobian``)
-        unless it has it; a no-op for the other predictions. Called only where the objective is searched, since
-        the Jacobian costs 4T roll-outs of the pedestrians."""
+        unless it has it; a no-op for the other predictions. Called only where the objective is searched (each
+        re-optimisation, and each guided tick with a non-zero scale), since the Jacobian costs 4T roll-outs of
+        the pedestrians."""
         if self.config.prediction != "reactive" or adapter.context.agents_jacobian is not None:
             return
         jac = self.target_response(adapter.context.need("nominal")[0])

@@ -76,8 +76,7 @@ class EvalConfig(ConfigBase):
     reaction to the plan being searched (``ObjectiveContext.agents_jacobian`` from
     :meth:`navintent.evaluation.policy.ClosedLoopPolicy.target_response`, central differences through the
     social-force model at the nominal plan, 4T extra roll-outs per re-optimisation and per guided tick with a
-    non-zero scale), so a plan that drives at the target
-    also sees it step away. Invalid values raise
+    non-zero scale), so a plan that drives at the target also sees it step away. Invalid values raise
     ``ValueError`` naming field and value.
     """
 

@@ -372,6 +372,80 @@ def test_hold_offset_and_engage_distance(tiny_ckpt):
         ev.EvalConfig(engage_distance=-1.0)
 
 
+def test_noise_methods_engage_and_hold_like_the_z2_searches(tiny_ckpt):
+    """``noise`` / ``z2+noise`` honour ``engage_distance`` (no target within reach: no search, fresh noise from the
+    executed stream and Encoder2's z2, so the episode is the nominal one exactly) and ``z2+noise`` honours ``hold``
+    (``z2``: the optimised z2 held; ``offset``: each step's Encoder2 z2 plus the optimised offset)."""
+    loaded = load_inference_model(tiny_ckpt)
+    scene = ev.evaluation_scenes(1)[0]
+    free = ev.free_walk(scene, 400)
+    target = ev.target_pedestrian(scene, free)
+    config = ev.EvalConfig(scenes=1, replan_every=4, opt_steps=2, draws=2, metric_scale=0.04, task="goal-image",
+                           hold="offset", engage_distance=1e-9)  # fmt: skip
+    common = dict(config=config, metric_scale=0.04, max_steps=6, free=free, target=target, budget_s=0.0)
+    _, nominal = ev.run_episode(loaded, "reference", scene, **common)
+    for method in ("noise", "z2+noise"):
+        ep, policy = ev.run_episode(loaded, method, scene, **common)
+        assert (policy.reoptimisations, policy.skipped_reoptimisations) == (0, 2), method
+        assert ep.row["optimisation_seconds"] is None and policy.noise_exec is None
+        assert policy.noise_loglik == nominal.noise_loglik and policy.z2_loglik == nominal.z2_loglik
+        for steered, plain in zip(policy.plans, nominal.plans, strict=True):
+            np.testing.assert_array_equal(steered, plain)
+    runs = {}
+    for hold in ("z2", "offset"):
+        engaged = config.replace(hold=hold, engage_distance=0.0)
+        _, policy = ev.run_episode(loaded, "z2+noise", scene, **{**common, "config": engaged})
+        assert (policy.reoptimisations, policy.skipped_reoptimisations) == (2, 0)
+        runs[hold] = policy.z2_loglik
+    held, offset = runs["z2"], runs["offset"]
+    assert len(set(held[:4])) == 1 and len(set(held[4:])) == 1
+    assert offset[0] == held[0] and len(set(offset[:4])) > 1
+
+
+def test_settings_no_method_or_task_reads_are_named(tiny_ckpt, tmp_path, caplog):
+    """A setting away from its default that no method of the run (or not its task) reads is reported, with the
+    value and who reads it, and logged by ``evaluate``; defaults and settings a method reads are not."""
+    from navintent.evaluation.config import inactive_settings
+
+    assert inactive_settings(ev.EvalConfig()) == []
+    config = ev.EvalConfig(
+        methods=("nomad", "reference"), prediction="reactive", hold="offset", engage_distance=0.5,
+        noise_lr=0.1, task="goal-image", stop_when_closest=True, explore_steps=50,
+    )  # fmt: skip
+    notes = inactive_settings(config)
+    assert [note.split(" = ")[0] for note in notes] == [
+        "hold", "engage_distance", "prediction", "noise_lr", "stop_when_closest", "explore_steps",
+    ]  # fmt: skip
+    assert notes[2] == (
+        "prediction = 'reactive' has no effect: only adam, best_of_n, cem, guided, noise, z2+noise read it, this "
+        "run has ['nomad', 'reference']"
+    )
+    assert (
+        notes[-1]
+        == "explore_steps = 50 has no effect: only the explore task reads it, this run's task is 'goal-image'"
+    )
+    # a method that reads them silences them; hold is read by the z2 searches and z2+noise, not by guided / noise
+    reading = inactive_settings(config, ("reference", "guided"))
+    assert [note.split(" = ")[0] for note in reading] == [
+        "hold",
+        "noise_lr",
+        "stop_when_closest",
+        "explore_steps",
+    ]
+    assert [n.split(" = ")[0] for n in inactive_settings(config, ("z2+noise",))] == [
+        "stop_when_closest", "explore_steps",
+    ]  # fmt: skip
+    loaded = load_inference_model(tiny_ckpt)
+    small = ev.EvalConfig(scenes=1, methods=("reference",), task="goal-image", min_steps=2, max_episode_steps=2,
+                          metric_scale=0.04, prediction="nominal", max_plots=0)  # fmt: skip
+    with caplog.at_level("WARNING", logger="navintent.evaluation.api"):
+        ev.evaluate(loaded, small, tmp_path, plots=False, progress=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        "evaluate: prediction = 'nominal' has no effect: only adam, best_of_n, cem, guided, noise, z2+noise read "
+        "it, this run has ['reference']"
+    ]
+
+
 def test_prediction_nominal_aims_at_the_target_reacting_to_the_nominal_plan(tiny_ckpt):
     """``prediction: nominal``: the target's future is predicted with the robot driving the nominal plan (a plan
     that stays put gives the held-still prediction exactly), and the searches' objective aims at it."""

@@ -209,16 +209,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hold",
         choices=HOLDS,
         default=EvalConfig.hold,
-        help="between re-optimisations (while engaged, see --engage-distance) adam / best_of_n / cem execute the "
-        "optimised z2 (z2, the default) or Encoder2's z2 of each step plus the optimised offset (offset)",
+        help="between re-optimisations (while engaged, see --engage-distance) adam / best_of_n / cem / z2+noise "
+        "execute the optimised z2 (z2, the default) or Encoder2's z2 of each step plus the optimised offset "
+        "(offset)",
     )
     p.add_argument(
         "--engage-distance",
         type=float,
         default=EvalConfig.engage_distance,
-        help="metres: at each re-optimising step (every --replan-every) adam / best_of_n / cem / guided "
-        "re-optimise only when the target's predicted track (--prediction) passes this close to the nominal plan, "
-        "else drive Encoder2's z2, the nominal, until the next one (default 0: always re-optimise)",
+        help="metres: at each re-optimising step (every --replan-every) the steering methods re-optimise only when "
+        "the target's predicted track (--prediction) passes this close to the nominal plan, else drive Encoder2's "
+        "z2 (and fresh noise), the nominal, until the next one (default 0: always re-optimise)",
     )
     p.add_argument(
         "--scenario",

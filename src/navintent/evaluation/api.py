@@ -9,6 +9,7 @@ run_scenes`), aggregate the episode rows (:mod:`navintent.evaluation.metrics`) a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ from typing import Any
 from navintent.checkpoint import LoadedModel
 from navintent.config import check_positive_int
 from navintent.evaluation.closed_loop import SceneResult, run_scenes
-from navintent.evaluation.config import NOMINAL, EvalConfig, map_every_frames
+from navintent.evaluation.config import NOMINAL, EvalConfig, inactive_settings, map_every_frames
 from navintent.evaluation.metrics import aggregate, closed_loop_statistics, paired_steering_comparisons
 from navintent.evaluation.report import markdown_table, write_json, write_plots, write_results_markdown
 from navintent.metric_scale import MetricScale, resolve_metric_scale
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,11 +124,14 @@ def evaluate(
     ``r, r + W, ...`` and rank 0 gathers them (gloo) and writes the report; the other ranks return a result with
     ``is_report`` False. ``meta``: keys put first in ``metrics.json``. ``config.map_every`` 0 is resolved here
     (:func:`navintent.evaluation.config.map_every_frames`) and the report's config states the frames used.
-    Raises ``ValueError`` for ``workers`` < 1.
+    Settings that no method of the run or not its task reads are logged as warnings
+    (:func:`navintent.evaluation.config.inactive_settings`). Raises ``ValueError`` for ``workers`` < 1.
     """
     check_positive_int("workers", workers)
     out = Path(out_dir)
     methods = tuple(methods or config.methods)
+    for note in inactive_settings(config, methods):
+        logger.warning("evaluate: %s", note)
     if scale is None:
         scale = resolve_metric_scale(explicit=config.metric_scale or None, checkpoint=loaded.training_scales)
     metric_scale = scale.metres_per_unit

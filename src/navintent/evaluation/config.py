@@ -9,6 +9,7 @@ planned-trajectory limits of the dynamics-violation metric (m/s, m/s^2, rad/s).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from navintent.config import (
@@ -29,7 +30,7 @@ LATENT_METHODS: tuple[str, ...] = ("prior", "reference", "adam", "best_of_n", "c
 STEERING_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise")
 NOISE_STEERING: tuple[str, ...] = ("noise", "z2+noise")
 NOMINAL = "reference"
-# What adam / best_of_n / cem execute between re-optimisations: the optimised z2 itself, or Encoder2's z2 of the
+# What adam / best_of_n / cem / z2+noise execute between re-optimisations: the optimised z2 itself, or Encoder2's z2 of the
 # current step plus the optimised offset (z2* - Encoder2's z2 at the re-optimisation), see EvalConfig.hold.
 HOLDS: tuple[str, ...] = ("z2", "offset")
 # Held-out scene sets: "mixed" draws the world's default scenes (pedestrians cross the plan with probability 0.6,
@@ -60,13 +61,13 @@ class EvalConfig(ConfigBase):
     as soon as the goal node is the closest one, NoMaD navigate.py's rule, instead of also requiring its distance
     below ``close_threshold``, :class:`navintent.deploy.TopomapNavigator`), ``explore`` (goal masked, ``explore_steps`` steps) or
     ``goal-image`` (one goal image of the final pose); see :mod:`navintent.evaluation.tasks`. hold: what adam /
-    best_of_n / cem execute between re-optimisations: ``z2`` the optimised z2 as it is (held for ``replan_every``
+    best_of_n / cem / z2+noise execute between re-optimisations: ``z2`` the optimised z2 as it is (held for ``replan_every``
     steps while the observation moves on), ``offset`` Encoder2's z2 of the current step plus the optimised offset
     from Encoder2's z2 at the re-optimisation (the navigator keeps adapting to what it sees; the next
-    re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): adam /
-    best_of_n / cem / guided re-optimise only when the target's predicted track passes within this distance of
-    the nominal plan, and otherwise drive Encoder2's z2 of each step (no offset, whatever ``hold``; guided: scale
-    0), the nominal episode, until the next re-optimising step. scenario: the held-out scene set, ``mixed`` (the
+    re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): every
+    steering method re-optimises only when the target's predicted track passes within this distance of the
+    nominal plan, and otherwise drives Encoder2's z2 of each step (no offset, whatever ``hold``; guided: scale 0;
+    noise / z2+noise: fresh noise), the nominal episode, until the next re-optimising step. scenario: the held-out scene set, ``mixed`` (the
     world's default scenes) or ``crossing`` (the same seeds drawn with every pedestrian a crosser of the expert's
     plan, timed to meet the robot there, where a free crossing line exists; scenes with no crosser skipped; more
     interactions per episode for steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. prediction: the target's
@@ -143,6 +144,59 @@ class EvalConfig(ConfigBase):
             raise ValueError(
                 f"methods must be a non-empty subset of {list(METHODS)}, got {list(self.methods)}"
             )
+
+
+# EvalConfig fields that only some methods or one task read (field -> the methods or tasks that read it); a field
+# set away from its default where nothing reads it is reported by inactive_settings. Fields every run reads are
+# not listed. opt_steps and lr reach best-of-N / CEM / guided / noise too, through Adam's time as their budget.
+HOLD_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "z2+noise")
+METHOD_SCOPED_FIELDS: dict[str, tuple[str, ...]] = {
+    "hold": HOLD_METHODS,
+    "engage_distance": STEERING_METHODS,
+    "prediction": STEERING_METHODS,
+    "replan_every": STEERING_METHODS,
+    "objective": STEERING_METHODS,
+    "draws": STEERING_METHODS,
+    "opt_steps": STEERING_METHODS,
+    "lr": STEERING_METHODS,
+    "budget_s": STEERING_METHODS,
+    "noise_lr": NOISE_STEERING,
+    "noise_nll_weight": NOISE_STEERING,
+}
+TASK_SCOPED_FIELDS: dict[str, tuple[str, ...]] = {
+    "map_every": ("navigate",),
+    "radius": ("navigate",),
+    "close_threshold": ("navigate",),
+    "stop_when_closest": ("navigate",),
+    "step_factor": ("navigate", "goal-image"),
+    "min_steps": ("navigate", "goal-image"),
+    "max_episode_steps": ("navigate", "goal-image"),
+    "explore_steps": ("explore",),
+}
+
+
+def inactive_settings(config: EvalConfig, methods: tuple[str, ...] | None = None) -> list[str]:
+    """One sentence per :class:`EvalConfig` field set away from its default that no method of ``methods`` (None:
+    ``config.methods``) or not ``config.task`` reads (:data:`METHOD_SCOPED_FIELDS`, :data:`TASK_SCOPED_FIELDS`),
+    e.g. ``"prediction = 'reactive' has no effect: only adam, best_of_n, ... read it, this run has ['reference']"``.
+    :func:`navintent.evaluation.api.evaluate` logs them as warnings, so no setting is dropped without a word."""
+    methods = tuple(config.methods if methods is None else methods)
+    defaults = {f.name: f.default for f in dataclasses.fields(EvalConfig)}
+    notes = []
+    for name, readers in METHOD_SCOPED_FIELDS.items():
+        value = getattr(config, name)
+        if value != defaults[name] and not set(readers) & set(methods):
+            notes.append(
+                f"{name} = {value!r} has no effect: only {', '.join(readers)} read it, this run has {list(methods)}"
+            )
+    for name, tasks in TASK_SCOPED_FIELDS.items():
+        value = getattr(config, name)
+        if value != defaults[name] and config.task not in tasks:
+            notes.append(
+                f"{name} = {value!r} has no effect: only the {' / '.join(tasks)} task reads it, this run's task "
+                f"is {config.task!r}"
+            )
+    return notes
 
 
 # NoMaD's map: one node per second at 4 Hz = 4 frames, for a model trained at spacing 1

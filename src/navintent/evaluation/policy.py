@@ -183,7 +183,9 @@ class GuidedSteering(_Reoptimising):
 class NoiseSteering(_Reoptimising):
     """noise / z2+noise: the noise of the draws (and with ``with_z2`` z2) optimised every ``replan_every`` steps,
     warm-started; the best draw's noise is executed until the next re-optimisation. ``noise`` executes Encoder2's
-    z2 (z = 0 on a plain checkpoint), ``z2+noise`` the optimised one."""
+    z2 (z = 0 on a plain checkpoint), ``z2+noise`` the optimised one, held as ``EvalConfig.hold`` says (as adam's).
+    With ``EvalConfig.engage_distance``, while the target is out of reach nothing is searched: fresh noise from the
+    executed stream and Encoder2's z2 (the nominal episode), and the next search starts cold."""
 
     def __init__(self, with_z2: bool) -> None:
         self.with_z2 = with_z2
@@ -200,12 +202,22 @@ class NoiseSteering(_Reoptimising):
 
     def step(self, policy, step, obs, goal, ref, z1, z2):
         if step % policy.config.replan_every == 0:
-            policy.reoptimise(policy.adapter(obs, goal, ref, z1), self)
-        if self.with_z2:
-            return policy.z2_star, None
+            adapter = policy.adapter(obs, goal, ref, z1)
+            policy.engaged = policy.target_in_reach(adapter)
+            if policy.engaged:
+                policy.reoptimise(adapter, self)
+            else:  # nothing to attack within reach: the nominal episode until the next check, then a cold start
+                policy.noise_star = policy.noise_exec = None
+                policy.z2_star = adapter.z2_init.detach().clone()
+                policy.skipped_reoptimisations += 1
+            policy.z2_offset = policy.z2_star - adapter.z2_init
         if z2 is None:  # a plain policy: the adapter's z = 0
             z2 = torch.zeros(1, policy.model.z_dim, device=policy.device)
-        return z2, None
+        if not self.with_z2 or not policy.engaged:
+            return z2, None
+        if policy.config.hold == "offset":
+            return z2 + policy.z2_offset, None
+        return policy.z2_star, None
 
 
 STEERING: dict[str, Callable[[], Steering]] = {

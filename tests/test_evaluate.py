@@ -391,6 +391,21 @@ def test_noise_methods_engage_and_hold_like_the_z2_searches(tiny_ckpt):
         assert policy.noise_loglik == nominal.noise_loglik and policy.z2_loglik == nominal.z2_loglik
         for steered, plain in zip(policy.plans, nominal.plans, strict=True):
             np.testing.assert_array_equal(steered, plain)
+
+    # engaged at step 0, out of reach at step 4: from then on fresh noise, the nominal episode's at the same step
+    class OutOfReachAtStep4(ev.ClosedLoopPolicy):
+        def target_in_reach(self, adapter):
+            return len(self.poses) == 1
+
+    for method in ("noise", "z2+noise"):
+        kwargs = dict(config=config, metric_scale=0.04, target=target, seed=0, budget_s=0.0)
+        policy = OutOfReachAtStep4(loaded, method, scene, **kwargs)
+        rollout(policy, scene, 8, context_size=loaded.model.config.context_size)
+        plain = ev.ClosedLoopPolicy(loaded, "reference", scene, **kwargs)
+        rollout(plain, scene, 8, context_size=loaded.model.config.context_size)
+        assert (policy.reoptimisations, policy.skipped_reoptimisations) == (1, 1)
+        assert len(set(policy.noise_loglik[:4])) == 1  # the held best draw
+        assert policy.noise_loglik[4:] == plain.noise_loglik[4:] != plain.noise_loglik[:4]
     runs = {}
     for hold in ("z2", "offset"):
         engaged = config.replace(hold=hold, engage_distance=0.0)
@@ -402,15 +417,18 @@ def test_noise_methods_engage_and_hold_like_the_z2_searches(tiny_ckpt):
     assert offset[0] == held[0] and len(set(offset[:4])) > 1
 
 
-def test_settings_no_method_or_task_reads_are_named(tiny_ckpt, tmp_path, caplog):
+def test_settings_no_method_or_task_reads_are_named(tiny_ckpt, tmp_path, caplog, capsys):
     """A setting away from its default that no method of the run (or not its task) reads is reported, with the
-    value and who reads it, and logged by ``evaluate``; defaults and settings a method reads are not."""
+    value and who reads it: logged by ``evaluate`` in EvalConfig's words, by ``navintent evaluate`` in its flags'
+    words; defaults and settings a method of the run reads are not. The target pedestrian does not depend on the
+    episode length settings (the warning's "no effect" holds)."""
+    from navintent.evaluation.closed_loop import evaluate_scene
     from navintent.evaluation.config import inactive_settings
 
     assert inactive_settings(ev.EvalConfig()) == []
     config = ev.EvalConfig(
         methods=("nomad", "reference"), prediction="reactive", hold="offset", engage_distance=0.5,
-        noise_lr=0.1, task="goal-image", stop_when_closest=True, explore_steps=50,
+        noise_lr=0.1, task="goal-image", stop_when_closest=True, explore_steps=500,
     )  # fmt: skip
     notes = inactive_settings(config)
     assert [note.split(" = ")[0] for note in notes] == [
@@ -420,30 +438,53 @@ def test_settings_no_method_or_task_reads_are_named(tiny_ckpt, tmp_path, caplog)
         "prediction = 'reactive' has no effect: only adam, best_of_n, cem, guided, noise, z2+noise read it, this "
         "run has ['nomad', 'reference']"
     )
-    assert (
-        notes[-1]
-        == "explore_steps = 50 has no effect: only the explore task reads it, this run's task is 'goal-image'"
+    assert notes[-1] == (
+        "explore_steps = 500 has no effect: only the explore task reads it, this run's task is 'goal-image'"
     )
-    # a method that reads them silences them; hold is read by the z2 searches and z2+noise, not by guided / noise
-    reading = inactive_settings(config, ("reference", "guided"))
-    assert [note.split(" = ")[0] for note in reading] == [
+    # a method that reads a setting silences it: hold is read by the z2 searches and z2+noise, not guided / noise
+    names = lambda cfg, methods: [n.split(" = ")[0] for n in inactive_settings(cfg, methods)]  # noqa: E731
+    assert names(config, ("reference", "guided")) == [
         "hold",
         "noise_lr",
         "stop_when_closest",
         "explore_steps",
     ]
-    assert [n.split(" = ")[0] for n in inactive_settings(config, ("z2+noise",))] == [
-        "stop_when_closest", "explore_steps",
+    assert names(config, ("z2+noise",)) == ["stop_when_closest", "explore_steps"]
+    # only Adam runs opt_steps (and its time budgets the others); only the others read budget_s; lr: adam, z2+noise
+    tuned = ev.EvalConfig(opt_steps=50, lr=0.2, budget_s=2.0, lambda_cfg=1.0)
+    assert names(tuned, ("reference", "cem")) == ["opt_steps", "lr"]
+    assert names(tuned, ("reference", "adam")) == ["budget_s"]
+    assert names(tuned, ("z2+noise",)) == ["opt_steps"]
+    assert names(tuned, ("nomad",)) == ["opt_steps", "lr", "budget_s", "lambda_cfg"]
+    assert names(ev.EvalConfig(task="explore", max_episode_steps=100, stop_when_closest=True), None) == [
+        "stop_when_closest", "max_episode_steps",
     ]  # fmt: skip
+    # the target is chosen over the same free walk whatever explore_steps / the episode length
     loaded = load_inference_model(tiny_ckpt)
-    small = ev.EvalConfig(scenes=1, methods=("reference",), task="goal-image", min_steps=2, max_episode_steps=2,
-                          metric_scale=0.04, prediction="nominal", max_plots=0)  # fmt: skip
-    with caplog.at_level("WARNING", logger="navintent.evaluation.api"):
-        ev.evaluate(loaded, small, tmp_path, plots=False, progress=False)
-    assert [r.getMessage() for r in caplog.records] == [
-        "evaluate: prediction = 'nominal' has no effect: only adam, best_of_n, cem, guided, noise, z2+noise read "
-        "it, this run has ['reference']"
-    ]
+    short = ev.EvalConfig(scenes=1, methods=("reference",), task="goal-image", min_steps=2, max_episode_steps=2,
+                          metric_scale=0.04, max_plots=0)  # fmt: skip
+    base = evaluate_scene(loaded, short, ("reference",), 0.04, 0)
+    longer = evaluate_scene(loaded, short.replace(explore_steps=500), ("reference",), 0.04, 0)
+    assert longer.target == base.target and longer.free.shape[0] == base.free.shape[0] == 401
+    explore = evaluate_scene(
+        loaded, short.replace(task="explore", explore_steps=450), ("reference",), 0.04, 0
+    )
+    assert explore.target == base.target and explore.free.shape[0] == 451
+    # evaluate logs them; navintent evaluate says them with its flags
+    with caplog.at_level("WARNING", logger="navintent"):
+        ev.evaluate(loaded, short.replace(prediction="nominal"), tmp_path / "a", plots=False, progress=False)
+        assert [r.getMessage() for r in caplog.records] == [
+            "evaluate: warning: prediction = 'nominal' has no effect: only adam, best_of_n, cem, guided, noise, "
+            "z2+noise read it, this run has ['reference']"
+        ]
+        caplog.clear()
+        main(["evaluate", "--ckpt", str(tiny_ckpt), "--methods", "reference", "--task", "goal-image", "--scenes",
+              "1", "--max-episode-steps", "2", "--budget", "2", "--metric-scale", "0.04", "--workers", "1",
+              "--no-plots", "--no-progress", "--out-dir", str(tmp_path / "b")])  # fmt: skip
+        assert [r.getMessage() for r in caplog.records] == [
+            "navintent evaluate: warning: --budget = 2.0 has no effect: only best_of_n, cem, guided, noise, "
+            "z2+noise read it, this run has ['reference']"
+        ]
 
 
 def test_prediction_nominal_aims_at_the_target_reacting_to_the_nominal_plan(tiny_ckpt):

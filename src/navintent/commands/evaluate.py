@@ -11,6 +11,7 @@ runs and reported by :func:`navintent.cli.main` with exit status 2 (:mod:`navint
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -21,12 +22,14 @@ from navintent.commands.optimize_z2 import add_noise_arguments
 from navintent.data.sources import data_dir_scales
 from navintent.evaluation.api import evaluate
 from navintent.evaluation.closed_loop import resolve_methods, torch_threads
-from navintent.evaluation.config import HOLDS, METHODS, PREDICTIONS, SCENARIOS, EvalConfig
+from navintent.evaluation.config import HOLDS, METHODS, PREDICTIONS, SCENARIOS, EvalConfig, inactive_settings
 from navintent.evaluation.experiments import run_diversity, run_perturb
 from navintent.evaluation.tasks import TASKS
 from navintent.metric_scale import MetricScale
 from navintent.objectives import Objective
 from navintent.steering.config import DEFAULT_OBJECTIVE
+
+logger = logging.getLogger(__name__)
 
 
 def _parse_methods(text: str) -> tuple[tuple[str, ...], bool]:
@@ -120,11 +123,13 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
     config = config.replace(
         methods=resolve_methods(methods, loaded, explicit=explicit), metric_scale=scale.metres_per_unit
     )
+    for note in inactive_settings(config):  # "hold = ..." -> "--hold = ..."
+        logger.warning("navintent evaluate: warning: %s", _as_flag_error(note))
     with torch_threads(args.threads):
         result = evaluate(
             loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
             meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])}, scale=scale,
-            workers=args.workers, threads=args.threads,
+            workers=args.workers, threads=args.threads, warn_inactive=False,
         )  # fmt: skip
     if not result.is_report:  # a torchrun rank other than 0: rank 0 writes the report
         return 0

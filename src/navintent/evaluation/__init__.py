@@ -27,9 +27,12 @@ the PD follower):
   ``replan_every`` steps the noise of ``draws`` draws is optimised (warm-started from the previous optimum) at the
   same budget as the baselines; ``z2+noise`` optimises z2 and the noise together. A noise-optimised result exists
   only for its own noise, so between re-optimisations these two execute samples from the HELD noise of the best
-  draw (lowest loss of the last re-optimisation) with the current observation, instead of fresh noise.
+  draw (lowest loss of the last re-optimisation) with the current observation, instead of fresh noise;
+  ``z2+noise`` holds z2 as ``hold`` says. With ``engage_distance`` every steering method re-optimises only when
+  the target is within reach and otherwise drives the nominal (Encoder2's z2, fresh noise, guidance scale 0).
 
-The target pedestrian of a scene is the one whose robot-free walk (see below) passes closest to the expert's plan.
+The target pedestrian of a scene is the one whose robot-free walk (see below) passes closest to the expert's plan
+within its first ``TARGET_HORIZON_STEPS`` (400) steps, whatever the episode length.
 
 Common random numbers: every method's executed samples draw their noise from one stream per scene (seeded by the
 scene, one draw per control step), and the searches, their engagement checks and the guidance draws from another,

@@ -111,6 +111,7 @@ def evaluate(
     scale: MetricScale | None = None,
     workers: int = 1,
     threads: int = 1,
+    warn_inactive: bool = True,
 ) -> EvaluateResult:
     """Run the closed-loop evaluation and write ``metrics.json``, ``results.md`` and plots into ``out_dir``.
 
@@ -124,14 +125,15 @@ def evaluate(
     ``r, r + W, ...`` and rank 0 gathers them (gloo) and writes the report; the other ranks return a result with
     ``is_report`` False. ``meta``: keys put first in ``metrics.json``. ``config.map_every`` 0 is resolved here
     (:func:`navintent.evaluation.config.map_every_frames`) and the report's config states the frames used.
-    Settings that no method of the run or not its task reads are logged as warnings
-    (:func:`navintent.evaluation.config.inactive_settings`). Raises ``ValueError`` for ``workers`` < 1.
+    ``warn_inactive``: log a warning for every setting that no method of the run or not its task reads
+    (:func:`navintent.evaluation.config.inactive_settings`; ``navintent evaluate`` names them in its flags' words
+    itself). Raises ``ValueError`` for ``workers`` < 1.
     """
     check_positive_int("workers", workers)
     out = Path(out_dir)
     methods = tuple(methods or config.methods)
-    for note in inactive_settings(config, methods):
-        logger.warning("evaluate: %s", note)
+    for note in inactive_settings(config, methods) if warn_inactive else []:
+        logger.warning("evaluate: warning: %s", note)
     if scale is None:
         scale = resolve_metric_scale(explicit=config.metric_scale or None, checkpoint=loaded.training_scales)
     metric_scale = scale.metres_per_unit

@@ -37,7 +37,7 @@ from navintent.evaluation.metrics import (
     mean_finite,
 )
 from navintent.evaluation.policy import ClosedLoopPolicy
-from navintent.evaluation.scenes import evaluation_scenes, free_walk, target_pedestrian
+from navintent.evaluation.scenes import TARGET_HORIZON_STEPS, evaluation_scenes, free_walk, target_pedestrian
 from navintent.evaluation.tasks import (
     RecordedMap,
     TaskEpisode,
@@ -266,8 +266,9 @@ def evaluate_scene(
         config.max_episode_steps,
         max(config.min_steps, int(math.ceil(config.step_factor * expert.metrics.steps))),
     )
-    free = free_walk(scene, max(max_steps, 400, config.explore_steps))
-    target = target_pedestrian(scene, free)
+    horizon = config.explore_steps if config.task == "explore" else max_steps
+    free = free_walk(scene, max(TARGET_HORIZON_STEPS, horizon))  # the replay covers the whole episode
+    target = target_pedestrian(scene, free[: TARGET_HORIZON_STEPS + 1])  # independent of the episode length
     recorded = None
     if config.task == "navigate":
         with contextlib.closing(SceneRenderer(scene)) as renderer:

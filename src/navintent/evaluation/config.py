@@ -148,8 +148,10 @@ class EvalConfig(ConfigBase):
 
 # EvalConfig fields that only some methods or one task read (field -> the methods or tasks that read it); a field
 # set away from its default where nothing reads it is reported by inactive_settings. Fields every run reads are
-# not listed. opt_steps and lr reach best-of-N / CEM / guided / noise too, through Adam's time as their budget.
+# not listed. opt_steps and lr also set best-of-N's / CEM's / guided's / the noise methods' budget (Adam's mean
+# time, budget_s 0), but only in a run with adam, which reads them itself.
 HOLD_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "z2+noise")
+BUDGETED_METHODS: tuple[str, ...] = ("best_of_n", "cem", "guided", "noise", "z2+noise")
 METHOD_SCOPED_FIELDS: dict[str, tuple[str, ...]] = {
     "hold": HOLD_METHODS,
     "engage_distance": STEERING_METHODS,
@@ -157,11 +159,12 @@ METHOD_SCOPED_FIELDS: dict[str, tuple[str, ...]] = {
     "replan_every": STEERING_METHODS,
     "objective": STEERING_METHODS,
     "draws": STEERING_METHODS,
-    "opt_steps": STEERING_METHODS,
-    "lr": STEERING_METHODS,
-    "budget_s": STEERING_METHODS,
+    "opt_steps": ("adam",),
+    "lr": ("adam", "z2+noise"),
+    "budget_s": BUDGETED_METHODS,
     "noise_lr": NOISE_STEERING,
     "noise_nll_weight": NOISE_STEERING,
+    "lambda_cfg": (*LATENT_METHODS, "noise"),  # classifier-free guidance needs a z
 }
 TASK_SCOPED_FIELDS: dict[str, tuple[str, ...]] = {
     "map_every": ("navigate",),

@@ -259,7 +259,8 @@ class ClosedLoopPolicy:
     predict the target's future, so the policy must be given every step (a skipped step raises ``ValueError``).
 
     After the episode: ``z1_loglik`` / ``z2_loglik`` / ``noise_loglik`` (nats) / ``plans`` (``[T, 2]`` m) lists per
-    control step, ``reoptimisations``, ``optimisation_seconds`` (per re-optimisation). Noise methods hold
+    control step, ``reoptimisations``, ``skipped_reoptimisations`` (re-optimising steps with the target out of
+    ``EvalConfig.engage_distance``), ``optimisation_seconds`` (per re-optimisation). Noise methods hold
     ``noise_star`` (the optimised noise of all draws, the next warm start) and ``noise_exec`` (the best draw's,
     executed).
     """
@@ -455,12 +456,14 @@ class ClosedLoopPolicy:
         self.noise_loglik.append(-float(noise_nll(vec)[0]))
 
     def sample(self, cond: Tensor, z2: Tensor | None, noise: SamplerNoise | None = None) -> Tensor:
-        """One executed sample: waypoints ``[T, 2]`` (m) from ``noise`` (None: a fresh draw)."""
+        """One executed sample: waypoints ``[T, 2]`` (m) from ``noise`` (None: this step's fresh draw). The
+        executed stream advances by one draw every step either way, so after steps on held noise (the noise
+        methods while engaged) a fresh draw is the one the nominal episode executes at the same step."""
         cfg = self.model.config
-        if noise is None:
-            noise = self.sampler.draw_noise(
-                (1, cfg.len_traj_pred, cfg.action_dim), generator=self.sample_generator, device=self.device
-            )
+        fresh = self.sampler.draw_noise(
+            (1, cfg.len_traj_pred, cfg.action_dim), generator=self.sample_generator, device=self.device
+        )
+        noise = fresh if noise is None else noise
         self.record_noise(noise)
         lam = self.config.lambda_cfg if z2 is not None else 0.0
         with torch.no_grad():

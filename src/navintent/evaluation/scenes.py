@@ -61,6 +61,11 @@ def free_walk(scene, steps: int) -> np.ndarray:
     return np.array(out).reshape(steps + 1, scene.num_pedestrians, 2)
 
 
+# Steps of the robot-free walk over which evaluate chooses a scene's target (100 s at 4 Hz), whatever the episode
+# length, so --max-episode-steps / --explore-steps do not change which pedestrian is the target.
+TARGET_HORIZON_STEPS = 400
+
+
 def target_pedestrian(scene, free: np.ndarray) -> int:
     """Index of the pedestrian whose robot-free walk ``free [S+1, N, 2]`` comes closest to the expert's plan."""
     if scene.num_pedestrians == 0:

@@ -378,6 +378,27 @@ def test_ckpt_initialises_from_a_nomad_state_dict_and_rejects_a_mismatch(tmp_pat
         )
 
 
+def test_ckpt_whose_config_differs_but_whose_weights_fit_is_named(tmp_path, caplog):
+    """A native checkpoint of another image size loads (the trunks do not depend on it), and the run says which
+    of the checkpoint's model settings it replaces instead of changing them silently."""
+    size = list(TINY.model.image_size)
+    other = tiny_config().replace(model=TINY.model.replace(image_size=[2 * size[0], 2 * size[1]]))
+    Trainer(other, MemorySet(4), None, tmp_path / "big", progress=False).save(0, 0)
+    with caplog.at_level("WARNING", logger="navintent.training.trainer"):
+        trainer = Trainer(
+            tiny_config(), MemorySet(4), None, tmp_path / "run", init_ckpt=tmp_path / "big" / "latest.pt"
+        )
+    stored = read_checkpoint(tmp_path / "big" / "latest.pt")
+    stored = stored["ema"] if stored.get("ema") is not None else stored["model"]
+    own = trainer.model.state_dict()
+    assert all(torch.equal(own[name], value) for name, value in stored.items())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--ckpt {tmp_path / 'big' / 'latest.pt'}: its weights fit this run's model, whose config differs in "
+        f"model.image_size: checkpoint {[2 * size[0], 2 * size[1]]}, now {size}; training uses this run's value "
+        "(give the run the checkpoint's model section to keep it)"
+    ]
+
+
 def test_train_flags_take_both_spellings():
     """NoMaD's underscore spelling and the hyphenated one the other commands use parse to the same values."""
     parser = argparse.ArgumentParser()

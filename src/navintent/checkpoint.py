@@ -445,8 +445,9 @@ def load_policy(
     elif _is_state_dict(obj):
         if config is None:
             raise ValueError(
-                f"{path} is a bare state dict (nomad.pth style) and holds no config; pass config= a nomad.yaml "
-                "path or dict (visualnav-transformer's train/config/nomad.yaml for the released nomad.pth)"
+                f"{path} is a bare state dict (nomad.pth style) and holds no config; give its nomad.yaml "
+                "(command line: --config FILE, e.g. the .yaml `navintent export` wrote beside it; Python: config= a "
+                "path or dict; visualnav-transformer's train/config/nomad.yaml for the released nomad.pth)"
             )
         sections = _read_config_arg(config)
         model = build_model(sections)

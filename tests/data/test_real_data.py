@@ -113,7 +113,13 @@ def test_check_data_on_go2_exits_0_with_warnings_only(capsys):
     assert (
         out[0] == f"== go2_dataset: {GO2} (25 valid trajectories, 2277 poses; images decoded; splits: none)"
     )
-    assert out[-1] == f"{GO2}: 1 dataset(s), 0 error(s), 2 warning(s): usable, with warnings"
+    assert out[-1] == (
+        f"{GO2}: 1 dataset(s), 0 error(s), 2 warning(s): usable once metric_waypoint_spacing is set for "
+        "['go2_dataset'] (train refuses it until then)"
+    )
+    # with the spacing given, what remains is a warning
+    assert cli_main(["check-data", str(GO2), "--quiet", "--metric-waypoint-spacing", f"{measured:.4f}"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("1 warning(s): usable, with warnings")
 
     assert (
         cli_main(["check-data", str(GO2), "--quiet", "--no-decode", "--metric-waypoint-spacing", "0.3"]) == 0

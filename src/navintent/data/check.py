@@ -309,8 +309,16 @@ class DataCheckReport:
 
     @property
     def verdict(self) -> str:
+        """``errors found``; ``usable once metric_waypoint_spacing is set`` when a dataset's spacing is unknown
+        (``navintent train`` refuses such a dataset; the warning names the measured value); ``usable, with
+        warnings``; or ``no problems found``."""
         if self.num_errors:
             return "errors found"
+        unknown = [
+            c.target.name for c in self.checks if c.spacing is not None and c.spacing.configured is None
+        ]
+        if unknown:
+            return f"usable once metric_waypoint_spacing is set for {unknown} (train refuses it until then)"
         return "usable, with warnings" if self.num_warnings else "no problems found"
 
     @property

@@ -105,10 +105,14 @@ def check_resumable(
         )
 
 
-def load_initial_weights(model: nn.Module, path: Path) -> None:
+def load_initial_weights(model: nn.Module, path: Path) -> list[str]:
     """nomad.pth (bare state dict) or native checkpoint (its EMA weights if stored) -> strict import into
     ``model`` that keeps modules the file lacks (``NEW_MODULE_PREFIXES``) at their initialisation. ``ValueError``
-    for a file that is neither, or whose tensors do not fit (missing/unexpected keys, shapes named)."""
+    for a file that is neither, or whose tensors do not fit (missing/unexpected keys, shapes named).
+
+    Returns the differences between a native checkpoint's model config and ``model``'s that the weights load
+    across anyway (``"model.image_size: checkpoint [32, 32], now [64, 64]"``: the run trains with its own
+    values), so the caller can say so; empty for a bare state dict (it carries no config)."""
     try:
         ckpt = read_checkpoint(path)
     except ValueError as err:
@@ -120,12 +124,12 @@ def load_initial_weights(model: nn.Module, path: Path) -> None:
                 f"--ckpt {path} is neither a native checkpoint nor a state dict of tensors"
             ) from err
         import_nomad_state_dict(model, strip_data_parallel_prefix(state), source=str(path))
-        return
+        return []
     state = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    diffs = config_diff(ckpt["config"]["model"], model.config.to_dict(), "model.")
     try:
         import_nomad_state_dict(model, state, source=f"{path} (native)")
     except ValueError as err:
-        diffs = config_diff(ckpt["config"]["model"], model.config.to_dict(), "model.")
         if not diffs:
             raise
         raise ValueError(
@@ -133,6 +137,7 @@ def load_initial_weights(model: nn.Module, path: Path) -> None:
             f"this run's in {'; '.join(diffs)}: give the run the same model section (e.g. --config with the "
             "training run's config.yaml)"
         ) from err
+    return diffs
 
 
 def publish_checkpoint(out_dir: Path, path: Path, keep: int) -> None:

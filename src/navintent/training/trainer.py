@@ -121,7 +121,12 @@ class Trainer:
         seed_everything(self.tc.seed)
         self.model = TwoStageIntentModel(config.model, config.intent, config.scheduler)
         if init_ckpt is not None and resume_ckpt is None:
-            load_initial_weights(self.model, Path(init_ckpt))
+            for diff in load_initial_weights(self.model, Path(init_ckpt)):
+                logger.warning(
+                    "--ckpt %s: its weights fit this run's model, whose config differs in %s; training uses "
+                    "this run's value (give the run the checkpoint's model section to keep it)",
+                    init_ckpt, diff,
+                )  # fmt: skip
         self.frozen = apply_freeze(self.model, self.tc.freeze)
         self.model.to(self.device)
         self.noise_scheduler = build_noise_scheduler(config.scheduler)

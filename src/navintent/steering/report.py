@@ -198,6 +198,7 @@ def summary_lines(summary: dict[str, dict[str, Any]]) -> list[str]:
         if "in_data_range_rate" in row:
             extra += f"  realism in data range {100 * row['in_data_range_rate']:.0f}%"
         lines.append(
-            f"{method:>10}: objective {row['objective_eval_draws_mean']:.4f}{extra}  ({row['seconds']:.1f} s)"
+            f"{method:>10}: objective on fresh draws {row['objective_eval_draws_mean']:.4f}{extra}  "
+            f"({row['seconds']:.1f} s)"
         )
     return lines

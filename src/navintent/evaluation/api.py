@@ -132,8 +132,9 @@ def evaluate(
     check_positive_int("workers", workers)
     out = Path(out_dir)
     methods = tuple(methods or config.methods)
-    for note in inactive_settings(config, methods) if warn_inactive else []:
-        logger.warning("evaluate: warning: %s", note)
+    if warn_inactive:
+        for note in inactive_settings(config, methods):
+            logger.warning("evaluate: warning: %s", note)
     if scale is None:
         scale = resolve_metric_scale(explicit=config.metric_scale or None, checkpoint=loaded.training_scales)
     metric_scale = scale.metres_per_unit

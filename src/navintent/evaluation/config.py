@@ -30,8 +30,8 @@ LATENT_METHODS: tuple[str, ...] = ("prior", "reference", "adam", "best_of_n", "c
 STEERING_METHODS: tuple[str, ...] = ("adam", "best_of_n", "cem", "guided", "noise", "z2+noise")
 NOISE_STEERING: tuple[str, ...] = ("noise", "z2+noise")
 NOMINAL = "reference"
-# What adam / best_of_n / cem / z2+noise execute between re-optimisations: the optimised z2 itself, or Encoder2's z2 of the
-# current step plus the optimised offset (z2* - Encoder2's z2 at the re-optimisation), see EvalConfig.hold.
+# What adam / best_of_n / cem / z2+noise execute between re-optimisations: the optimised z2 itself, or Encoder2's
+# z2 of the current step plus the optimised offset (z2* - Encoder2's z2 at the re-optimisation), see EvalConfig.hold.
 HOLDS: tuple[str, ...] = ("z2", "offset")
 # Held-out scene sets: "mixed" draws the world's default scenes (pedestrians cross the plan with probability 0.6,
 # else wander); "crossing" makes every pedestrian a crosser timed to meet the robot (see evaluation_scenes).
@@ -61,14 +61,14 @@ class EvalConfig(ConfigBase):
     as soon as the goal node is the closest one, NoMaD navigate.py's rule, instead of also requiring its distance
     below ``close_threshold``, :class:`navintent.deploy.TopomapNavigator`), ``explore`` (goal masked, ``explore_steps`` steps) or
     ``goal-image`` (one goal image of the final pose); see :mod:`navintent.evaluation.tasks`. hold: what adam /
-    best_of_n / cem / z2+noise execute between re-optimisations: ``z2`` the optimised z2 as it is (held for ``replan_every``
-    steps while the observation moves on), ``offset`` Encoder2's z2 of the current step plus the optimised offset
+    best_of_n / cem / z2+noise execute between re-optimisations: ``z2`` the optimised z2 as it is (held for
+    ``replan_every`` steps while the observation moves on), ``offset`` Encoder2's z2 of the current step plus the optimised offset
     from Encoder2's z2 at the re-optimisation (the navigator keeps adapting to what it sees; the next
     re-optimisation starts from the current Encoder2 z2 plus that offset). engage_distance (m, 0 = always): every
     steering method re-optimises only when the target's predicted track passes within this distance of the
     nominal plan, and otherwise drives Encoder2's z2 of each step (no offset, whatever ``hold``; guided: scale 0;
-    noise / z2+noise: fresh noise), the nominal episode, until the next re-optimising step. scenario: the held-out scene set, ``mixed`` (the
-    world's default scenes) or ``crossing`` (the same seeds drawn with every pedestrian a crosser of the expert's
+    noise / z2+noise: fresh noise), the nominal episode, until the next re-optimising step. scenario: the
+    held-out scene set, ``mixed`` (the world's default scenes) or ``crossing`` (the same seeds drawn with every pedestrian a crosser of the expert's
     plan, timed to meet the robot there, where a free crossing line exists; scenes with no crosser skipped; more
     interactions per episode for steering comparisons), see :func:`navintent.evaluation.scenes.evaluation_scenes`. prediction: the target's
     future the steering methods aim at, the social-force model rolled forward with the robot ``still`` at its

@@ -125,7 +125,34 @@ class _Reoptimising(Steering):
         raise NotImplementedError
 
 
-class Z2Search(_Reoptimising):
+class _HoldsZ2(_Reoptimising):
+    """The z2 searches and the noise methods: at each re-optimising step re-optimise when the target is within
+    ``EvalConfig.engage_distance`` (else drive the nominal until the next check), and in between execute z2 as
+    ``EvalConfig.hold`` says."""
+
+    def disengage(self, policy: ClosedLoopPolicy) -> None:
+        """What to forget when the target is out of reach (nothing here; the noise methods' held noise)."""
+
+    def replan(self, policy: ClosedLoopPolicy, adapter: DiffusionAdapter) -> None:
+        policy.engaged = policy.target_in_reach(adapter)
+        if policy.engaged:
+            policy.reoptimise(adapter, self)
+        else:  # nothing to attack within reach: the next warm start is the nominal, no offset
+            self.disengage(policy)
+            policy.z2_star = adapter.z2_init.detach().clone()
+            policy.skipped_reoptimisations += 1
+        policy.z2_offset = policy.z2_star - adapter.z2_init
+
+    def held_z2(self, policy: ClosedLoopPolicy, z2: Tensor | None) -> Tensor | None:
+        """The z2 to execute this step, given Encoder2's ``z2`` of the step."""
+        if not policy.engaged:  # disengaged: Encoder2's z2 of each step, the nominal episode (either hold)
+            return z2
+        if policy.config.hold == "offset" and z2 is not None:
+            return z2 + policy.z2_offset
+        return policy.z2_star
+
+
+class Z2Search(_HoldsZ2):
     """adam / best_of_n / cem: z2 re-optimised (warm-started from the previous optimum), held in between."""
 
     def __init__(self, run: Callable[[ClosedLoopPolicy, DiffusionAdapter, float, Any], MethodResult]) -> None:
@@ -136,19 +163,8 @@ class Z2Search(_Reoptimising):
 
     def step(self, policy, step, obs, goal, ref, z1, z2):
         if step % policy.config.replan_every == 0:
-            adapter = policy.adapter(obs, goal, ref, z1)
-            policy.engaged = policy.target_in_reach(adapter)
-            if policy.engaged:
-                policy.reoptimise(adapter, self)
-            else:  # nothing to attack within reach: the next warm start is the nominal, no offset
-                policy.z2_star = adapter.z2_init.detach().clone()
-                policy.skipped_reoptimisations += 1
-            policy.z2_offset = policy.z2_star - adapter.z2_init
-        if not policy.engaged:  # disengaged: Encoder2's z2 of each step, the nominal episode (either hold)
-            return z2, None
-        if policy.config.hold == "offset" and z2 is not None:
-            return z2 + policy.z2_offset, None
-        return policy.z2_star, None
+            self.replan(policy, policy.adapter(obs, goal, ref, z1))
+        return self.held_z2(policy, z2), None
 
 
 class GuidedSteering(_Reoptimising):
@@ -180,7 +196,7 @@ class GuidedSteering(_Reoptimising):
         return z2, out.waypoints[0, 0].detach()
 
 
-class NoiseSteering(_Reoptimising):
+class NoiseSteering(_HoldsZ2):
     """noise / z2+noise: the noise of the draws (and with ``with_z2`` z2) optimised every ``replan_every`` steps,
     warm-started; the best draw's noise is executed until the next re-optimisation. ``noise`` executes Encoder2's
     z2 (z = 0 on a plain checkpoint), ``z2+noise`` the optimised one, held as ``EvalConfig.hold`` says (as adam's).
@@ -200,24 +216,17 @@ class NoiseSteering(_Reoptimising):
         policy.noise_exec = policy.best_draw(adapter, result)
         return result
 
+    def disengage(
+        self, policy
+    ):  # fresh noise (the nominal episode's) until the next check, then a cold start
+        policy.noise_star = policy.noise_exec = None
+
     def step(self, policy, step, obs, goal, ref, z1, z2):
         if step % policy.config.replan_every == 0:
-            adapter = policy.adapter(obs, goal, ref, z1)
-            policy.engaged = policy.target_in_reach(adapter)
-            if policy.engaged:
-                policy.reoptimise(adapter, self)
-            else:  # nothing to attack within reach: the nominal episode until the next check, then a cold start
-                policy.noise_star = policy.noise_exec = None
-                policy.z2_star = adapter.z2_init.detach().clone()
-                policy.skipped_reoptimisations += 1
-            policy.z2_offset = policy.z2_star - adapter.z2_init
+            self.replan(policy, policy.adapter(obs, goal, ref, z1))
         if z2 is None:  # a plain policy: the adapter's z = 0
             z2 = torch.zeros(1, policy.model.z_dim, device=policy.device)
-        if not self.with_z2 or not policy.engaged:
-            return z2, None
-        if policy.config.hold == "offset":
-            return z2 + policy.z2_offset, None
-        return policy.z2_star, None
+        return (self.held_z2(policy, z2) if self.with_z2 else z2), None
 
 
 STEERING: dict[str, Callable[[], Steering]] = {

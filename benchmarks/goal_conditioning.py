@@ -5,7 +5,8 @@
 
 1. Records ``--episodes`` expert episodes in the built-in world (``navintent make-data`` semantics, seed
    ``--data-seed``; ``--start-yaw-spread``, ``--via-points`` and ``--near-obstacle-starts`` set
-   :class:`navintent.sim.config.SceneConfig`'s fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, ``--goals-per-start``
+   :class:`navintent.sim.config.SceneConfig`'s fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, ``--camera-hfov``
+   :class:`navintent.sim.config.CameraConfig`'s, ``--goals-per-start``
    the recorder's groups) into ``DIR/data`` unless it is already there (then it must
    have been recorded with the same arguments).
 2. Trains ``--preset`` with the demo's recipe (:func:`navintent.demo.recipe_sections` plus ``--set section.key=value``) for ``--steps`` steps with
@@ -35,7 +36,7 @@ import yaml
 from navintent.checkpoint import write_inference_checkpoint
 from navintent.cli import configure_logging
 from navintent.demo import DATA_SEED, FULL, PLANS, recipe_sections
-from navintent.sim.config import ExpertConfig, SceneConfig, SimConfig
+from navintent.sim.config import CameraConfig, ExpertConfig, SceneConfig, SimConfig
 from navintent.sim.recorder import record_dataset
 from navintent.training import train, training_config
 
@@ -82,11 +83,12 @@ def check_recorded(path: Path, episodes: int, seed: int, goals_per_start: int, s
         int(recorded.get("goals_per_start", 1)),
         SceneConfig.from_dict(recorded["config"]["scene"]).to_dict(),
         ExpertConfig.from_dict(recorded["config"]["expert"]).to_dict(),
+        CameraConfig.from_dict(recorded["config"]["camera"]).to_dict(),
     )
-    want = (episodes, seed, goals_per_start, sim.scene.to_dict(), sim.expert.to_dict())
+    want = (episodes, seed, goals_per_start, sim.scene.to_dict(), sim.expert.to_dict(), sim.camera.to_dict())
     if have != want:
         raise ValueError(
-            f"{path}: recorded with (episodes, seed, goals_per_start, scene, expert) = {have}, asked {want}; "
+            f"{path}: recorded with (episodes, seed, goals_per_start, scene, expert, camera) = {have}, asked {want}; "
             "use another --out or matching arguments"
         )
 
@@ -137,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         default=DEMO.steer_noise_time,
         help="its correlation time in s (default %(default)s)",
     )
+    p.add_argument(
+        "--camera-hfov",
+        type=float,
+        default=CameraConfig.hfov_deg,
+        help="the robot camera's horizontal field of view in degrees, 90-120 (CameraConfig.hfov_deg; default "
+        "%(default)s)",
+    )
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument(
         "--export",
@@ -157,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             near_obstacle_starts=args.near_obstacle_starts,
         ),
         expert=ExpertConfig(steer_noise=args.steer_noise, steer_noise_time=args.steer_noise_time),
+        camera=CameraConfig(hfov_deg=args.camera_hfov),
     )
     if (data / "sim_episodes.yaml").exists():
         check_recorded(data / "sim_episodes.yaml", args.episodes, args.data_seed, args.goals_per_start, sim)

@@ -592,8 +592,9 @@ def test_a_latent_that_does_nothing_is_named_before_steering(tmp_path, capsys):
         "--no-plots",
     ]
     assert main([*argv, "--out-dir", str(tmp_path / "o"), "--metric-scale", "0.05"]) == 0
-    assert "warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by 0% " in (
-        capsys.readouterr().err
+    assert (
+        "optimize: warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by 0% "
+        in (capsys.readouterr().err)
     )
 
 

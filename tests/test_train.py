@@ -20,6 +20,7 @@ from navintent.commands.train import add_train_arguments
 from navintent.config import TrainConfig, TwoStageTrainingConfig, preset_training_config
 from navintent.data import write_traj_names
 from navintent.data.synthetic import write_synthetic_dataset
+from navintent.metric_scale import TrainingScale
 from navintent.training import (
     GaussianFit,
     NonFiniteLossError,
@@ -28,6 +29,7 @@ from navintent.training import (
     final_metrics,
     init_distributed,
     lr_factor,
+    scale_changes,
     training_config,
 )
 
@@ -397,6 +399,38 @@ def test_ckpt_whose_config_differs_but_whose_weights_fit_is_named(tmp_path, capl
         f"model.image_size: checkpoint {[2 * size[0], 2 * size[1]]}, now {size}; training uses this run's value "
         "(give the run the checkpoint's model section to keep it)"
     ]
+
+
+def test_ckpt_trained_at_another_metres_per_unit_is_named(tmp_path, caplog):
+    """Initial weights trained where a normalised unit meant 0.15 m, fine-tuned on data where it means 0.3 m: the
+    run says so for that dataset (names and both values), not for a dataset within 1% of the checkpoint's unit,
+    and says nothing for a bare state dict (nomad.pth records no scales)."""
+    sim = TrainingScale("navintent_sim", 0.0375, 4)
+    Trainer(tiny_config(), MemorySet(4), None, tmp_path / "a", progress=False, scales=[sim]).save(0, 0)
+    go2 = TrainingScale("go2", 0.3, 1)
+    near = TrainingScale("near", 0.0376, 4)
+    ckpt = tmp_path / "a" / "latest.pt"
+    with caplog.at_level("WARNING", logger="navintent.training.trainer"):
+        Trainer(tiny_config(), MemorySet(4), None, tmp_path / "b", init_ckpt=ckpt, scales=[go2, near])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--ckpt {ckpt}: a normalised unit means another distance in this run's data, go2: 0.3 m per unit (the "
+        "checkpoint's: 0.15 m (navintent_sim)): the initial weights' plans start out scaled by the ratio until "
+        "training relearns it"
+    ]
+    assert (
+        scale_changes([sim], [near]) == []
+        and scale_changes([], [go2]) == []
+        and scale_changes([sim], []) == []
+    )
+    torch.save(
+        Trainer(tiny_config(), MemorySet(4), None, tmp_path / "c").model.state_dict(), tmp_path / "bare.pth"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="navintent.training.trainer"):
+        Trainer(
+            tiny_config(), MemorySet(4), None, tmp_path / "d", init_ckpt=tmp_path / "bare.pth", scales=[go2]
+        )
+    assert caplog.records == []
 
 
 def test_train_flags_take_both_spellings():

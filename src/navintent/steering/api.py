@@ -249,7 +249,7 @@ def optimize(
     effect = latent_effect(model, adapter.cond, adapter.z2_init)
     if effect < LATENT_EFFECT_WARNING and any(m in Z2_METHODS for m in wanted):
         log.warning(
-            f"warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by {100 * effect:.2g}% "
+            f"optimize: warning: z2 barely changes this policy: z_proj(z2) moves the denoiser's condition by {100 * effect:.2g}% "
             f"of its norm (max |z_proj weight| {float(model.z_proj.weight.detach().abs().max()):.3g}); steering z2 cannot move "
             "its samples, so the z2 methods will return their start. Train longer (the latent path learns from zero)."
         )

@@ -22,9 +22,11 @@ from navintent.training.api import TrainResult, train, training_config
 from navintent.training.checkpoints import (
     LATEST,
     RESUMABLE_TRAIN_KEYS,
+    InitialWeights,
     checkpoint_config,
     load_initial_weights,
     resume_checkpoint,
+    scale_changes,
 )
 from navintent.training.distributed import DistInfo, ResumableDistributedSampler, init_distributed
 from navintent.training.evaluation import EVAL_MODES, evaluate_model, save_trajectory_figure
@@ -52,6 +54,7 @@ __all__ = [
     "NonFiniteLossError",
     "ResumableDistributedSampler",
     "TrainResult",
+    "InitialWeights",
     "Trainer",
     "apply_freeze",
     "capture_rng",
@@ -65,6 +68,7 @@ __all__ = [
     "restore_rng",
     "resume_checkpoint",
     "save_trajectory_figure",
+    "scale_changes",
     "seed_everything",
     "set_train_mode",
     "spacing_warnings",

@@ -8,6 +8,8 @@ only hidden temporary files, which :func:`remove_stale` deletes when the run sta
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from torch import nn
 
 from navintent.checkpoint import import_nomad_state_dict, read_checkpoint, strip_data_parallel_prefix
 from navintent.config import TwoStageTrainingConfig
+from navintent.metric_scale import TrainingScale, read_training_scales
 
 LATEST = "latest.pt"
 INFERENCE_NOT_RESUMABLE = (
@@ -105,14 +108,27 @@ def check_resumable(
         )
 
 
-def load_initial_weights(model: nn.Module, path: Path) -> list[str]:
+@dataclass(frozen=True)
+class InitialWeights:
+    """What :func:`load_initial_weights` found beside the weights.
+
+    ``config_diffs``: the native checkpoint's model settings that differ from the run's and that the weights load
+    across anyway (``"model.image_size: checkpoint [32, 32], now [64, 64]"``; the run trains with its own values).
+    ``training_scales``: what the checkpoint's training datasets' unit meant in metres (empty for a bare state dict
+    such as nomad.pth, which records none)."""
+
+    config_diffs: list[str] = field(default_factory=list)
+    training_scales: tuple[TrainingScale, ...] = ()
+
+
+def load_initial_weights(model: nn.Module, path: Path) -> InitialWeights:
     """nomad.pth (bare state dict) or native checkpoint (its EMA weights if stored) -> strict import into
     ``model`` that keeps modules the file lacks (``NEW_MODULE_PREFIXES``) at their initialisation. ``ValueError``
-    for a file that is neither, or whose tensors do not fit (missing/unexpected keys, shapes named).
+    for a file that is neither, or whose tensors do not fit (missing/unexpected keys, shapes named), or whose
+    ``training_scales`` entry is malformed.
 
-    Returns the differences between a native checkpoint's model config and ``model``'s that the weights load
-    across anyway (``"model.image_size: checkpoint [32, 32], now [64, 64]"``: the run trains with its own
-    values), so the caller can say so; empty for a bare state dict (it carries no config)."""
+    Returns the native checkpoint's model-config differences and training scales (:class:`InitialWeights`), so the
+    caller can say what the run changes; both empty for a bare state dict (it carries no config)."""
     try:
         ckpt = read_checkpoint(path)
     except ValueError as err:
@@ -124,7 +140,7 @@ def load_initial_weights(model: nn.Module, path: Path) -> list[str]:
                 f"--ckpt {path} is neither a native checkpoint nor a state dict of tensors"
             ) from err
         import_nomad_state_dict(model, strip_data_parallel_prefix(state), source=str(path))
-        return []
+        return InitialWeights()
     state = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
     diffs = config_diff(ckpt["config"]["model"], model.config.to_dict(), "model.")
     try:
@@ -137,7 +153,28 @@ def load_initial_weights(model: nn.Module, path: Path) -> list[str]:
             f"this run's in {'; '.join(diffs)}: give the run the same model section (e.g. --config with the "
             "training run's config.yaml)"
         ) from err
-    return diffs
+    scales = read_training_scales(ckpt.get("training_scales"), where=str(path))
+    return InitialWeights(config_diffs=diffs, training_scales=scales)
+
+
+def scale_changes(
+    checkpoint: Sequence[TrainingScale], run: Sequence[TrainingScale], rel_tol: float = 0.01
+) -> list[str]:
+    """The run's datasets whose metres per normalised unit differ by more than ``rel_tol`` (relative) from every
+    unit the initial checkpoint was trained with, as ``"go2: 0.3 m per unit (the checkpoint's: 0.1494 m,
+    navintent_sim)"``; empty when either side records no scales or every run dataset matches one of them.
+
+    Why it matters: NoMaD's actions are positions divided by ``metric_waypoint_spacing * waypoint_spacing``
+    (``normalize``), so the same output means another distance in metres once that product changes; fine-tuning
+    relearns it, but a user who expected a metric continuation should hear of it."""
+    if not checkpoint or not run:
+        return []
+    theirs = ", ".join(f"{s.metres_per_unit:.4g} m ({s.dataset})" for s in checkpoint)
+    return [
+        f"{s.dataset}: {s.metres_per_unit:.4g} m per unit (the checkpoint's: {theirs})"
+        for s in run
+        if all(abs(s.metres_per_unit - c.metres_per_unit) > rel_tol * c.metres_per_unit for c in checkpoint)
+    ]
 
 
 def publish_checkpoint(out_dir: Path, path: Path, keep: int) -> None:

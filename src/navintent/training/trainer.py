@@ -41,6 +41,7 @@ from navintent.training.checkpoints import (
     load_initial_weights,
     publish_checkpoint,
     remove_stale,
+    scale_changes,
 )
 from navintent.training.distributed import DistInfo, ResumableDistributedSampler, to_device
 from navintent.training.evaluation import evaluate_model
@@ -121,11 +122,18 @@ class Trainer:
         seed_everything(self.tc.seed)
         self.model = TwoStageIntentModel(config.model, config.intent, config.scheduler)
         if init_ckpt is not None and resume_ckpt is None:
-            for diff in load_initial_weights(self.model, Path(init_ckpt)):
+            initial = load_initial_weights(self.model, Path(init_ckpt))
+            for diff in initial.config_diffs:
                 logger.warning(
                     "--ckpt %s: its weights fit this run's model, whose config differs in %s; training uses "
                     "this run's value (give the run the checkpoint's model section to keep it)",
                     init_ckpt, diff,
+                )  # fmt: skip
+            for change in scale_changes(initial.training_scales, self.scales):
+                logger.warning(
+                    "--ckpt %s: a normalised unit means another distance in this run's data, %s: the initial "
+                    "weights' plans start out scaled by the ratio until training relearns it",
+                    init_ckpt, change,
                 )  # fmt: skip
         self.frozen = apply_freeze(self.model, self.tc.freeze)
         self.model.to(self.device)

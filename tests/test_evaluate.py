@@ -16,7 +16,7 @@ from navintent.evaluation.policy import RESPONSE_STEP_M
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import NoMaDPolicy
 from navintent.objectives import GridMap
-from navintent.sim import World, predict_agents_at
+from navintent.sim import SimConfig, World, predict_agents_at
 from navintent.sim.rollout import rollout, run_expert
 
 
@@ -799,3 +799,49 @@ def test_cli_passes_the_navigation_loop_settings(tiny_ckpt, tmp_path):
         config["waypoint_index"], config["map_every"], config["radius"], config["close_threshold"],
         config["stop_when_closest"],
     ) == (0, 6, 2, 2.5, True)  # fmt: skip
+
+
+def test_evaluation_runs_in_the_world_it_is_given(tiny_ckpt, tmp_path, caplog):
+    """--world (a make-data output) puts the scenes in that world (metrics.json, results.md, the scenes' own
+    config); without it, --data-dir recorded with another camera than the built-in world is warned about."""
+    from navintent.sim import load_sim_config
+
+    world_file = tmp_path / "world.yaml"
+    world_file.write_text("camera:\n  hfov_deg: 110.0\n")
+    data = tmp_path / "data"
+    assert main(["make-data", "--out", str(data), "--episodes", "2", "--config", str(world_file)]) == 0
+    base = [
+        "evaluate", "--ckpt", str(tiny_ckpt), "--scenes", "1", "--methods", "nomad", "--max-episode-steps", "2",
+        "--step-factor", "0.01", "--workers", "1", "--no-plots", "--no-progress", "--data-dir", str(data),
+    ]  # fmt: skip
+    with caplog.at_level("INFO", logger="navintent.commands.evaluate"):
+        assert main([*base, "--out-dir", str(tmp_path / "default")], report_errors=True) == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "navintent.commands.evaluate"] == [
+        f"navintent evaluate: warning: {data / 'sim_episodes.yaml'} was recorded with another robot or camera than "
+        "the world this evaluation runs in (recorded -> evaluated: camera.hfov_deg 110.0 -> 100.0); pass --world "
+        f"{data} to evaluate in the recorded world"
+    ]
+    assert json.loads((tmp_path / "default" / "metrics.json").read_text())["world"] == SimConfig().to_dict()
+    assert "World:" not in (tmp_path / "default" / "results.md").read_text()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="navintent.commands.evaluate"):
+        argv = [*base, "--out-dir", str(tmp_path / "recorded"), "--world", str(data)]
+        assert main(argv, report_errors=True) == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "navintent.commands.evaluate"] == [
+        f"navintent evaluate: world from {data / 'sim_episodes.yaml'}: the built-in defaults except "
+        "camera.hfov_deg 100.0 -> 110.0"
+    ]
+    saved = json.loads((tmp_path / "recorded" / "metrics.json").read_text())
+    assert (
+        saved["world"] == load_sim_config(data)[0].to_dict() and saved["world"]["camera"]["hfov_deg"] == 110.0
+    )
+    assert "World: the built-in defaults except camera.hfov_deg 100.0 -> 110.0." in (
+        (tmp_path / "recorded" / "results.md").read_text()
+    )
+    # the library call: the scenes themselves carry the world
+    loaded = load_inference_model(tiny_ckpt)
+    config = ev.EvalConfig(scenes=1, methods=("nomad",), min_steps=2, max_episode_steps=2, metric_scale=0.04)
+    world = load_sim_config(world_file)[0]
+    result = ev.evaluate(loaded, config, tmp_path / "api", plots=False, progress=False, world=world)
+    assert result.scene_results[0].scene.config.camera.hfov_deg == 110.0
+    assert result.to_json()["world"] == world.to_dict()

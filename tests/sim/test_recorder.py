@@ -160,3 +160,29 @@ def test_goals_per_start_must_divide_the_episodes(tmp_path):
 
     with pytest.raises(ValueError, match="divide episodes=5, got 2"):
         record_dataset(tmp_path / "bad", 5, 0, goals_per_start=2, progress=False)
+
+
+def test_the_world_of_a_recording_loads_from_its_folder_record_or_a_config_file(recorded, tmp_path):
+    """load_sim_config reads make-data's record (folder or sim_episodes.yaml) and a SimConfig YAML; make-data
+    --config takes the record to record again in the same world; bad inputs are named."""
+    from navintent.sim import SimConfig, load_sim_config, sim_config_changes
+
+    folder = recorded / "a"
+    world, source = load_sim_config(folder)
+    assert source == folder / "sim_episodes.yaml"
+    assert world == SimConfig().replace(camera=SimConfig().camera.replace(image_size=(64, 48)))
+    assert load_sim_config(source) == (world, source)
+    assert sim_config_changes(world) == ["camera.image_size [96, 96] -> [64, 48]"]
+    assert sim_config_changes(SimConfig(), world) == ["camera.image_size [64, 48] -> [96, 96]"]
+    again = tmp_path / "again"
+    assert main(["make-data", "--out", str(again), "--episodes", "2", "--config", str(folder)]) == 0
+    assert yaml.safe_load((again / "sim_episodes.yaml").read_text())["config"] == world.to_dict()
+    plain = tmp_path / "world.yaml"
+    plain.write_text("camera:\n  hfov_deg: 120\nrobot:\n  max_v: 0.3\n")
+    loaded, _ = load_sim_config(plain)
+    assert sim_config_changes(loaded) == ["robot.max_v 0.2 -> 0.3", "camera.hfov_deg 100.0 -> 120"]
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} is a folder without sim_episodes.yaml"):
+        load_sim_config(tmp_path)
+    plain.write_text("camera:\n  fov: 120\n")
+    with pytest.raises(ValueError, match=r"unknown CameraConfig keys in .*world.yaml:camera: \['fov'\]"):
+        load_sim_config(plain)

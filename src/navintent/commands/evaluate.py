@@ -27,6 +27,7 @@ from navintent.evaluation.experiments import run_diversity, run_perturb
 from navintent.evaluation.tasks import TASKS
 from navintent.metric_scale import MetricScale
 from navintent.objectives import Objective
+from navintent.sim.config import RECORDING_FILE, SimConfig, load_sim_config, sim_config_changes
 from navintent.steering.config import DEFAULT_OBJECTIVE
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,30 @@ def _load_for_cli(args: argparse.Namespace) -> tuple[LoadedModel, MetricScale]:
     return loaded, metric_scale_for_command(args, checkpoint=loaded.training_scales, data=data)
 
 
+def _world_for_cli(args: argparse.Namespace) -> SimConfig:
+    """The world ``--world`` names (its settings that differ from the built-in defaults logged), else the built-in
+    one. When ``--data-dir`` is a make-data output recorded with another robot or camera than that world, a warning
+    names the differing values: the model would see other images or drive another robot than it was trained on."""
+    world = SimConfig()
+    if args.world is not None:
+        world, source = load_sim_config(args.world)
+        changes = sim_config_changes(world)
+        logger.info(
+            "navintent evaluate: world from %s: %s",
+            source, "the built-in defaults except " + ", ".join(changes) if changes else "the built-in defaults",
+        )  # fmt: skip
+    if args.data_dir is not None and (Path(args.data_dir) / RECORDING_FILE).is_file():
+        recorded, source = load_sim_config(args.data_dir)
+        differ = [c for c in sim_config_changes(world, recorded) if c.startswith(("robot.", "camera."))]
+        if differ:
+            logger.warning(
+                "navintent evaluate: warning: %s was recorded with another robot or camera than the world this "
+                "evaluation runs in (recorded -> evaluated: %s); pass --world %s to evaluate in the recorded world",
+                source, ", ".join(differ), args.data_dir,
+            )  # fmt: skip
+    return world
+
+
 # EvalConfig fields whose flag is not the field name with dashes
 _FLAG_OF_FIELD = {"budget_s": "--budget"}
 
@@ -119,6 +144,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
         Objective(config.objective)
     except ValueError as error:
         raise ValueError(f"--objective: {error}") from None
+    world = _world_for_cli(args)
     loaded, scale = _load_for_cli(args)
     config = config.replace(
         methods=resolve_methods(methods, loaded, explicit=explicit), metric_scale=scale.metres_per_unit
@@ -129,7 +155,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
         result = evaluate(
             loaded, config, args.out_dir, plots=not args.no_plots, progress=not args.no_progress,
             meta={"ckpt": str(args.ckpt), "command": "navintent " + " ".join(sys.argv[1:])}, scale=scale,
-            workers=args.workers, threads=args.threads, warn_inactive=False,
+            workers=args.workers, threads=args.threads, warn_inactive=False, world=world,
         )  # fmt: skip
     if not result.is_report:  # a torchrun rank other than 0: rank 0 writes the report
         return 0
@@ -225,6 +251,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="metres: at each re-optimising step (every --replan-every) the steering methods re-optimise only when "
         "the target's predicted track (--prediction) passes this close to the nominal plan, else drive Encoder2's "
         "z2 (and fresh noise), the nominal, until the next one (default 0: always re-optimise)",
+    )
+    p.add_argument(
+        "--world",
+        metavar="PATH",
+        help="the built-in world's settings to evaluate in (robot, camera, pedestrians, scene distribution): a "
+        "SimConfig YAML, or a make-data output (its folder or sim_episodes.yaml) to evaluate in the world that data "
+        "was recorded in, every setting of it included (default: the built-in defaults)",
     )
     p.add_argument(
         "--scenario",

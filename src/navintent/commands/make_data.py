@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 
 from navintent.cli import float_in, int_at_least
-from navintent.sim.config import SimConfig
+from navintent.sim.config import SimConfig, load_sim_config
 from navintent.sim.recorder import record_dataset
 
 
 def run_make_data(args: argparse.Namespace) -> int:
     """``navintent make-data``: :func:`record_dataset` with the parsed arguments; prints what was written."""
-    config = SimConfig.load_yaml(args.config) if args.config else SimConfig()
+    config = load_sim_config(args.config)[0] if args.config else SimConfig()
     if args.image_size is not None:
         config = config.replace(camera=config.camera.replace(image_size=tuple(args.image_size)))
     summary = record_dataset(
@@ -73,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "image tells the futures apart (must divide --episodes; default 1)",
     )
     p.add_argument(
-        "--config", help="SimConfig YAML (see navintent.sim.config); --image-size overrides its camera"
+        "--config",
+        help="the world: a SimConfig YAML (see navintent.sim.config), or an earlier make-data output (its folder or "
+        "sim_episodes.yaml) to record in the same world; --image-size overrides its camera",
     )
     p.set_defaults(func=run_make_data)

@@ -21,6 +21,7 @@ from navintent.evaluation.config import NOMINAL, EvalConfig, inactive_settings, 
 from navintent.evaluation.metrics import aggregate, closed_loop_statistics, paired_steering_comparisons
 from navintent.evaluation.report import markdown_table, write_json, write_plots, write_results_markdown
 from navintent.metric_scale import MetricScale, resolve_metric_scale
+from navintent.sim.config import SimConfig
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +38,15 @@ class EvaluateResult:
     ``summary``: method -> aggregate (:func:`navintent.evaluation.metrics.aggregate`). ``closed_loop``:
     ``{task: {method: {metric: {"mean", "ci95", "n"}}}}``. ``paired``: ``"a vs b"`` -> paired comparison of the
     target's minimum distance (m). ``table``: the Markdown summary table. ``plots``: file names written into
-    ``out_dir`` (None without plots). ``metric_scale``: metres per normalised unit and its source. ``meta``: the
-    caller's keys, first in the JSON.
+    ``out_dir`` (None without plots). ``metric_scale``: metres per normalised unit and its source. ``world``: the
+    world the scenes ran in. ``meta``: the caller's keys, first in the JSON.
     """
 
     config: EvalConfig
     methods: tuple[str, ...]
     metric_scale: MetricScale
     out_dir: Path
+    world: SimConfig = field(default_factory=SimConfig)
     workers: int = 1
     rank: int = 0
     scene_results: list[SceneResult] = field(default_factory=list)
@@ -82,6 +84,7 @@ class EvaluateResult:
         report: dict[str, Any] = {
             **self.meta,
             "config": self.config.to_dict(),
+            "world": self.world.to_dict(),
             "methods": list(self.methods),
             "metric_scale": self.metric_scale.metres_per_unit,
             "metric_scale_source": self.metric_scale.source,
@@ -112,6 +115,7 @@ def evaluate(
     workers: int = 1,
     threads: int = 1,
     warn_inactive: bool = True,
+    world: SimConfig | None = None,
 ) -> EvaluateResult:
     """Run the closed-loop evaluation and write ``metrics.json``, ``results.md`` and plots into ``out_dir``.
 
@@ -127,7 +131,11 @@ def evaluate(
     (:func:`navintent.evaluation.config.map_every_frames`) and the report's config states the frames used.
     ``warn_inactive``: log a warning for every setting that no method of the run or not its task reads
     (:func:`navintent.evaluation.config.inactive_settings`; ``navintent evaluate`` names them in its flags' words
-    itself). Raises ``ValueError`` for ``workers`` < 1.
+    itself). ``world``: the built-in world's settings the held-out scenes are drawn in and run with (robot,
+    camera, pedestrians, scene distribution; None: ``SimConfig()``, the default every documented run used); a model
+    should be evaluated with the robot and camera its data was recorded with
+    (:func:`navintent.sim.config.load_sim_config` reads them from a make-data output). ``metrics.json`` records it
+    as ``world``. Raises ``ValueError`` for ``workers`` < 1.
     """
     check_positive_int("workers", workers)
     out = Path(out_dir)
@@ -140,14 +148,23 @@ def evaluate(
     metric_scale = scale.metres_per_unit
     if config.task == "navigate" and config.map_every == 0:
         config = config.replace(map_every=map_every_frames(config, loaded.waypoint_spacing))
+    world = world or SimConfig()
     run = run_scenes(
-        loaded, config, methods, metric_scale, workers=workers, threads=threads, progress=progress
+        loaded,
+        config,
+        methods,
+        metric_scale,
+        workers=workers,
+        threads=threads,
+        progress=progress,
+        world=world,
     )
     result = EvaluateResult(
         config,
         methods,
         scale,
         out,
+        world=world,
         workers=workers,
         rank=run.rank,
         scene_results=run.results,
@@ -163,7 +180,13 @@ def evaluate(
     result.paired = paired_steering_comparisons(result.episodes, methods)
     write_json(out / "metrics.json", result.to_json())
     write_results_markdown(
-        out / "results.md", config, run.results, metric_scale, result.table, result.closed_loop[config.task]
+        out / "results.md",
+        config,
+        run.results,
+        metric_scale,
+        result.table,
+        result.closed_loop[config.task],
+        world=world,
     )
     if plots:
         result.plots = write_plots(out, config, run.results, result.summary)

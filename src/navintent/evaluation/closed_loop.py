@@ -45,6 +45,7 @@ from navintent.evaluation.tasks import (
     navigation_metrics,
     record_topomap,
 )
+from navintent.sim.config import SimConfig
 from navintent.sim.render import SceneRenderer
 from navintent.sim.rollout import Step, rollout, run_expert
 
@@ -252,15 +253,20 @@ class SceneResult:
 
 
 def evaluate_scene(
-    loaded: LoadedModel, config: EvalConfig, methods: tuple[str, ...], metric_scale: float, index: int
+    loaded: LoadedModel,
+    config: EvalConfig,
+    methods: tuple[str, ...],
+    metric_scale: float,
+    index: int,
+    world: SimConfig | None = None,
 ) -> SceneResult:
-    """Every method in held-out scene ``index`` of ``evaluation_scenes(config.scenes, config.seed,
-    scenario=config.scenario)`` (a pure
+    """Every method in held-out scene ``index`` of ``evaluation_scenes(config.scenes, config.seed, world,
+    scenario=config.scenario)`` (``world`` None: the built-in world, ``SimConfig()``; a pure
     function of its arguments, so scenes can run in any process): the expert's run sets the step budget, the
     map is recorded for ``navigate``, Adam's mean re-optimisation time budgets the baselines (``budget_s`` 0), and
     attack success is judged against the nominal episode of the same scene."""
     # the scene list is prefix-stable, so drawing index + 1 scenes gives the same scene for less work
-    scene = evaluation_scenes(index + 1, config.seed, scenario=config.scenario)[index]
+    scene = evaluation_scenes(index + 1, config.seed, world, scenario=config.scenario)[index]
     expert = run_expert(scene, max_steps=400)
     max_steps = min(
         config.max_episode_steps,
@@ -296,9 +302,9 @@ def evaluate_scene(
 
 
 def _scene_worker(job: tuple) -> SceneResult:
-    loaded, config, methods, metric_scale, index, threads = job
+    loaded, config, methods, metric_scale, index, threads, world = job
     with torch_threads(threads):
-        return evaluate_scene(loaded, config, methods, metric_scale, index)
+        return evaluate_scene(loaded, config, methods, metric_scale, index, world)
 
 
 @contextlib.contextmanager
@@ -332,13 +338,14 @@ def run_scenes(
     workers: int = 1,
     threads: int = 1,
     progress: bool = True,
+    world: SimConfig | None = None,
 ) -> SceneRun:
-    """Every scene of ``config`` (:func:`evaluate_scene`) at ``metric_scale`` m per unit, in ``workers`` spawned
-    processes (``threads`` torch threads each). Under ``torchrun`` (``WORLD_SIZE`` > 1) rank ``r`` takes scenes
-    ``r, r + W, ...`` and rank 0 gathers them (gloo)."""
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    mine = list(range(rank, config.scenes, world))
-    jobs = [(loaded, config, tuple(methods), metric_scale, i, threads) for i in mine]
+    """Every scene of ``config`` (:func:`evaluate_scene`) in ``world`` (None: the built-in one) at
+    ``metric_scale`` m per unit, in ``workers`` spawned processes (``threads`` torch threads each). Under
+    ``torchrun`` (``WORLD_SIZE`` > 1) rank ``r`` takes scenes ``r, r + W, ...`` and rank 0 gathers them (gloo)."""
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    mine = list(range(rank, config.scenes, world_size))
+    jobs = [(loaded, config, tuple(methods), metric_scale, i, threads, world) for i in mine]
     bar = tqdm(total=len(jobs), desc="closed loop", unit="scene", disable=not progress or rank != 0)
     results: list[SceneResult] = []
     if workers > 1 and len(jobs) > 1:
@@ -353,10 +360,10 @@ def run_scenes(
             results.append(_scene_worker(job))
             bar.update(1)
     bar.close()
-    if world > 1:
+    if world_size > 1:
         if not dist.is_initialized():
             dist.init_process_group("gloo")
-        gathered: list[Any] = [None] * world if rank == 0 else None
+        gathered: list[Any] = [None] * world_size if rank == 0 else None
         dist.gather_object(results, gathered, dst=0)
         if rank != 0:
             return SceneRun(results, rank)

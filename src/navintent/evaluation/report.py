@@ -14,6 +14,7 @@ import numpy as np
 
 from navintent.evaluation.config import NOMINAL, EvalConfig
 from navintent.evaluation.metrics import CLOSED_LOOP_METRICS
+from navintent.sim.config import SimConfig, sim_config_changes
 from navintent.viz import plot_closed_loop, plot_summary_bars
 
 if TYPE_CHECKING:  # annotations only (closed_loop imports this module's writers)
@@ -128,10 +129,14 @@ def write_results_markdown(
     metric_scale: float,
     table: str,
     closed_loop: dict[str, dict[str, Any]],
+    world: SimConfig | None = None,
 ) -> Path:
-    """``results.md``: the scenes, metric scale (m per unit) and safety radius (m), the summary ``table`` and the
-    interval table of ``closed_loop`` (``{method: {metric: {"mean", "ci95", "n"}}}`` of ``config.task``)."""
+    """``results.md``: the scenes, the world's settings that differ from the built-in defaults (``world``; None:
+    the defaults), metric scale (m per unit) and safety radius (m), the summary ``table`` and the interval table of
+    ``closed_loop`` (``{method: {metric: {"mean", "ci95", "n"}}}`` of ``config.task``)."""
     path = Path(path)
+    changes = sim_config_changes(world) if world is not None else []
+    world_line = f" World: the built-in defaults except {', '.join(changes)}." if changes else ""
     loop = ""
     if config.task == "navigate":
         rule = (
@@ -154,7 +159,7 @@ def write_results_markdown(
         f"# Closed-loop evaluation, task `{config.task}`\n\n{len(results)} held-out scenes (seeds "
         f"{[r.scene.seed for r in results]}), metric scale {metric_scale:.4f} m per unit, safety radius "
         f"{config.safety_radius} m, nominal `{NOMINAL}` (attack success counts only scenes where the nominal run "
-        f"stayed outside the safety radius; – when there were none).{loop}{steering}\n\n{table}\n"
+        f"stayed outside the safety radius; – when there were none).{world_line}{loop}{steering}\n\n{table}\n"
         f"{ci_table(closed_loop)}"
     )
     return path

@@ -20,12 +20,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("LP_NUM_THREADS", "0")
 
 from navintent.sim.config import (  # noqa: E402
+    RECORDING_FILE,
     CameraConfig,
     ExpertConfig,
     PedestrianConfig,
     RobotConfig,
     SceneConfig,
     SimConfig,
+    load_sim_config,
+    sim_config_changes,
 )
 from navintent.sim.recorder import record_dataset  # noqa: E402
 from navintent.sim.render import SceneRenderer  # noqa: E402
@@ -48,6 +51,9 @@ __all__ = [
     "RobotConfig",
     "SceneConfig",
     "SimConfig",
+    "RECORDING_FILE",
+    "load_sim_config",
+    "sim_config_changes",
     "Scene",
     "SceneRenderer",
     "RolloutMetrics",

@@ -16,9 +16,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
-from navintent.config import ConfigBase, check_non_negative_number, check_positive_int, check_positive_number
+from navintent.config import (
+    ConfigBase,
+    check_non_negative_number,
+    check_positive_int,
+    check_positive_number,
+    read_yaml_mapping,
+)
+
+# What `navintent make-data` writes beside a recording: its seed, the SimConfig it recorded in and every episode.
+RECORDING_FILE = "sim_episodes.yaml"
 
 
 def _range(name: str, value: tuple, *, integer: bool = False, minimum: float = 0.0) -> tuple:
@@ -265,3 +275,42 @@ class SimConfig(ConfigBase):
                 f"scene.near_obstacle_clearance must start beyond robot.radius {self.robot.radius} m (a start "
                 f"closer would be inside an obstacle), got {self.scene.near_obstacle_clearance}"
             )
+
+
+def load_sim_config(path: str | Path) -> tuple[SimConfig, Path]:
+    """A world's :class:`SimConfig` from ``path``: a SimConfig YAML (sections ``robot``, ``camera``,
+    ``pedestrians``, ``scene``, ``expert``, key ``goal_radius``; absent ones keep their defaults), the record
+    ``navintent make-data`` writes (:data:`RECORDING_FILE`: its ``config`` entry is the world it recorded in) or a
+    make-data output folder holding that record. Returns the config and the file it came from.
+
+    Raises ``FileNotFoundError`` for a missing path or a folder without the record, ``ValueError`` naming the file
+    (and the key) for invalid YAML, unknown keys or a bad value."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / RECORDING_FILE).is_file():
+            raise FileNotFoundError(
+                f"{path} is a folder without {RECORDING_FILE} (what `navintent make-data` writes); give a SimConfig "
+                "YAML, a make-data output folder or its sim_episodes.yaml"
+            )
+        path = path / RECORDING_FILE
+    raw = read_yaml_mapping(path, what="world config")
+    if "config" in raw and "episodes" in raw:  # make-data's record
+        return SimConfig.from_dict(raw["config"], where=f"{path}: config"), path
+    return SimConfig.from_dict(raw, where=str(path)), path
+
+
+def sim_config_changes(config: SimConfig, base: SimConfig | None = None) -> list[str]:
+    """``"camera.hfov_deg 100.0 -> 120.0"`` for every setting of ``config`` that differs from ``base`` (default:
+    the built-in world, ``SimConfig()``), in field order."""
+    return _changes(config.to_dict(), (base or SimConfig()).to_dict(), "")
+
+
+def _changes(new: dict[str, Any], old: dict[str, Any], prefix: str) -> list[str]:
+    out = []
+    for key, value in new.items():
+        before = old[key]
+        if isinstance(value, dict):
+            out += _changes(value, before, f"{prefix}{key}.")
+        elif value != before:
+            out.append(f"{prefix}{key} {before!r} -> {value!r}")
+    return out

@@ -41,7 +41,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from navintent.sim.config import SimConfig
+from navintent.sim.config import RECORDING_FILE, SimConfig
 from navintent.sim.planner import resample_path
 from navintent.sim.render import SceneRenderer
 from navintent.sim.rollout import RolloutResult, run_expert
@@ -271,7 +271,7 @@ def record_dataset(
         "with_crossing": sum(any(m["crossing"]) for m in meta.values()),
         "redrawn": sum(m["attempts"] - 1 for m in meta.values()),
     }
-    (out_dir / "sim_episodes.yaml").write_text(
+    (out_dir / RECORDING_FILE).write_text(
         yaml.safe_dump(
             {
                 "seed": int(seed),

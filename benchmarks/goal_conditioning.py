@@ -5,8 +5,8 @@
 
 1. Records ``--episodes`` expert episodes in the built-in world (``navintent make-data`` semantics, seed
    ``--data-seed``; ``--start-yaw-spread``, ``--via-points`` and ``--near-obstacle-starts`` set
-   :class:`navintent.sim.config.SceneConfig`'s fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, ``--camera-hfov``
-   :class:`navintent.sim.config.CameraConfig`'s, ``--goals-per-start``
+   :class:`navintent.sim.config.SceneConfig`'s fields, ``--steer-noise`` / ``--steer-noise-time`` :class:`navintent.sim.config.ExpertConfig`'s, in the world
+   ``--world`` names (a SimConfig YAML or a make-data output; default the built-in one), ``--goals-per-start``
    the recorder's groups) into ``DIR/data`` unless it is already there (then it must
    have been recorded with the same arguments).
 2. Trains ``--preset`` with the demo's recipe (:func:`navintent.demo.recipe_sections` plus ``--set section.key=value``) for ``--steps`` steps with
@@ -36,7 +36,7 @@ import yaml
 from navintent.checkpoint import write_inference_checkpoint
 from navintent.cli import configure_logging
 from navintent.demo import DATA_SEED, FULL, PLANS, recipe_sections
-from navintent.sim.config import CameraConfig, ExpertConfig, SceneConfig, SimConfig
+from navintent.sim.config import SimConfig, load_sim_config, sim_config_changes
 from navintent.sim.recorder import record_dataset
 from navintent.training import train, training_config
 
@@ -77,19 +77,14 @@ def check_recorded(path: Path, episodes: int, seed: int, goals_per_start: int, s
     seed, the episodes, ``goals_per_start`` and the SimConfig; options added later than the data default to the
     value that draws the same scenes). Raises ``ValueError`` naming the file and the differing values."""
     recorded = yaml.safe_load(path.read_text())
-    have = (
-        len(recorded["episodes"]),
-        int(recorded["seed"]),
-        int(recorded.get("goals_per_start", 1)),
-        SceneConfig.from_dict(recorded["config"]["scene"]).to_dict(),
-        ExpertConfig.from_dict(recorded["config"]["expert"]).to_dict(),
-        CameraConfig.from_dict(recorded["config"]["camera"]).to_dict(),
-    )
-    want = (episodes, seed, goals_per_start, sim.scene.to_dict(), sim.expert.to_dict(), sim.camera.to_dict())
-    if have != want:
+    have = (len(recorded["episodes"]), int(recorded["seed"]), int(recorded.get("goals_per_start", 1)))
+    want = (episodes, seed, goals_per_start)
+    world = load_sim_config(path)[0]
+    changes = sim_config_changes(sim, world)
+    if have != want or changes:
         raise ValueError(
-            f"{path}: recorded with (episodes, seed, goals_per_start, scene, expert, camera) = {have}, asked {want}; "
-            "use another --out or matching arguments"
+            f"{path}: recorded with (episodes, seed, goals_per_start) = {have}, asked {want}; world settings "
+            f"recorded -> asked: {changes or 'the same'}; use another --out or matching arguments"
         )
 
 
@@ -140,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         help="its correlation time in s (default %(default)s)",
     )
     p.add_argument(
-        "--camera-hfov",
-        type=float,
-        default=CameraConfig.hfov_deg,
-        help="the robot camera's horizontal field of view in degrees, 90-120 (CameraConfig.hfov_deg; default "
-        "%(default)s)",
+        "--world",
+        type=Path,
+        metavar="PATH",
+        help="the world to record in: a SimConfig YAML or an earlier make-data output (navintent.sim.config."
+        "load_sim_config); the scene and expert options above replace its values for their fields (default: the "
+        "built-in world)",
     )
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument(
@@ -159,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps must be >= 1 and --episodes >= 2, got {args.steps} and {args.episodes}")
 
     data = args.out / "data"
-    sim = SimConfig(
-        scene=SceneConfig(
+    world = load_sim_config(args.world)[0] if args.world is not None else SimConfig()
+    sim = world.replace(
+        scene=world.scene.replace(
             start_yaw_spread=args.start_yaw_spread,
             via_points=args.via_points,
             near_obstacle_starts=args.near_obstacle_starts,
         ),
-        expert=ExpertConfig(steer_noise=args.steer_noise, steer_noise_time=args.steer_noise_time),
-        camera=CameraConfig(hfov_deg=args.camera_hfov),
+        expert=world.expert.replace(steer_noise=args.steer_noise, steer_noise_time=args.steer_noise_time),
     )
     if (data / "sim_episodes.yaml").exists():
         check_recorded(data / "sim_episodes.yaml", args.episodes, args.data_seed, args.goals_per_start, sim)

@@ -16,7 +16,7 @@ from navintent.evaluation.policy import RESPONSE_STEP_M
 from navintent.models.intent import TwoStageIntentModel
 from navintent.models.nomad import NoMaDPolicy
 from navintent.objectives import GridMap
-from navintent.sim import SimConfig, World, predict_agents_at
+from navintent.sim import RobotConfig, SimConfig, World, predict_agents_at
 from navintent.sim.rollout import rollout, run_expert
 
 
@@ -65,6 +65,17 @@ def test_dynamics_violations_against_limits():
     out = ev.dynamics_violations(np.stack([slow, fast, turn]), dt=0.25)
     assert out.tolist() == [False, True, True]
     assert ev.dynamics_violations(np.zeros((0, 8, 2)), 0.25).shape == (0,)
+    # the limits follow the world's robot: NoMaD's (the default) and one twice as fast and agile
+    assert ev.dynamics_limits(RobotConfig()) == ev.DYNAMICS_LIMITS == {
+        "max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6,
+    }  # fmt: skip
+    fast_robot = ev.dynamics_limits(RobotConfig(max_v=0.4, max_w=0.8))
+    assert fast_robot == {"max_speed": 0.6, "max_accel": 1.0, "max_turn_rate": 1.2}
+    assert ev.dynamics_violations(np.stack([slow, fast, turn]), 0.25, fast_robot).tolist() == [
+        False,
+        False,
+        True,
+    ]
 
 
 def _row(method, **kw):

@@ -104,6 +104,7 @@ _EXPORTS: dict[str, str] = {
     "NOISE_STEERING": "config",
     "NOMINAL": "config",
     "DYNAMICS_LIMITS": "config",
+    "dynamics_limits": "config",
     "EvalConfig": "config",
     "interaction_intensity": "metrics",
     "attack_success": "metrics",
@@ -157,6 +158,7 @@ if TYPE_CHECKING:
         NOMINAL,
         STEERING_METHODS,
         EvalConfig,
+        dynamics_limits,
     )
     from navintent.evaluation.experiments import executable, run_diversity, run_perturb, trajectory_spread
     from navintent.evaluation.metrics import (
@@ -183,6 +185,7 @@ __all__ = [
     "CLOSED_LOOP_METRICS",
     "ClosedLoopPolicy",
     "DYNAMICS_LIMITS",
+    "dynamics_limits",
     "EVAL_SEED_BASE",
     "Episode",
     "EvalConfig",

@@ -28,7 +28,14 @@ from tqdm import tqdm
 
 from navintent.checkpoint import LoadedModel
 from navintent.deploy import DeployStep, TopomapNavigator
-from navintent.evaluation.config import LATENT_METHODS, METHODS, NOMINAL, EvalConfig, map_every_frames
+from navintent.evaluation.config import (
+    LATENT_METHODS,
+    METHODS,
+    NOMINAL,
+    EvalConfig,
+    dynamics_limits,
+    map_every_frames,
+)
 from navintent.evaluation.metrics import (
     TASK_MEANS,
     attack_success,
@@ -95,7 +102,9 @@ def _episode_row(
         row["noise_loglik"] = mean_finite(policy.noise_loglik)
         if policy.plans:
             row["dynamics_violation_rate"] = float(
-                dynamics_violations(np.stack(policy.plans), policy.dt_wp).mean()
+                dynamics_violations(
+                    np.stack(policy.plans), policy.dt_wp, dynamics_limits(scene.config.robot)
+                ).mean()
             )
         row["reoptimisations"] = policy.reoptimisations
         row["skipped_reoptimisations"] = policy.skipped_reoptimisations

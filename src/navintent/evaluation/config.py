@@ -4,7 +4,8 @@ validation (every field checked in ``__post_init__``; errors name the field and 
 Method sets: :data:`METHODS` in report order; :data:`LATENT_METHODS` need a two-stage intent checkpoint;
 :data:`STEERING_METHODS` re-optimise every ``replan_every`` control steps; :data:`NOISE_STEERING` optimise the
 diffusion noise; :data:`NOMINAL` is the method attack success is judged against. :data:`DYNAMICS_LIMITS` are the
-planned-trajectory limits of the dynamics-violation metric (m/s, m/s^2, rad/s).
+planned-trajectory limits of the dynamics-violation metric (m/s, m/s^2, rad/s) for the built-in world's robot
+(:func:`dynamics_limits` for another).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from navintent.config import (
     check_positive_number,
 )
 from navintent.evaluation.tasks import TASKS
+from navintent.sim.config import RobotConfig
 from navintent.steering.config import DEFAULT_OBJECTIVE
 
 EVAL_SEED_BASE = 1_000_000
@@ -40,7 +42,22 @@ SCENARIOS: tuple[str, ...] = ("mixed", "crossing")
 # with the robot driving the nominal plan, or that plus the target's linearised reaction to the searched plan
 # (see EvalConfig.prediction).
 PREDICTIONS: tuple[str, ...] = ("still", "nominal", "reactive")
-DYNAMICS_LIMITS = {"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}
+
+
+def dynamics_limits(robot: RobotConfig) -> dict[str, float]:
+    """The dynamics-violation metric's limits for a plan driven by ``robot``: 1.5x its speed limit (m/s), 1.5x its
+    turn-rate limit (rad/s) and 2.5x its speed limit per second as acceleration (m/s^2), keyword arguments of
+    :func:`navintent.objectives.dynamics`. For NoMaD's robot limits (0.2 m/s, 0.4 rad/s, the built-in world's
+    robot) that is ``{"max_speed": 0.3, "max_accel": 0.5, "max_turn_rate": 0.6}`` (:data:`DYNAMICS_LIMITS`), the
+    objective's own defaults; a world with a faster robot scales them."""
+    return {
+        "max_speed": round(1.5 * robot.max_v, 9),
+        "max_accel": round(2.5 * robot.max_v, 9),
+        "max_turn_rate": round(1.5 * robot.max_w, 9),
+    }
+
+
+DYNAMICS_LIMITS = dynamics_limits(RobotConfig())
 
 
 @dataclass

@@ -53,15 +53,18 @@ def attack_success(min_distance: float, nominal_min_distance: float, radius: flo
     return bool(min_distance < radius)
 
 
-def dynamics_violations(waypoints: np.ndarray, dt: float) -> np.ndarray:
-    """``waypoints [S, T, 2]`` (m, robot frame, ``dt`` s apart) -> bool ``[S]``: the plan breaks ``DYNAMICS_LIMITS``
-    (:func:`navintent.objectives.dynamics` > 0)."""
+def dynamics_violations(
+    waypoints: np.ndarray, dt: float, limits: dict[str, float] | None = None
+) -> np.ndarray:
+    """``waypoints [S, T, 2]`` (m, robot frame, ``dt`` s apart) -> bool ``[S]``: the plan breaks ``limits``
+    (default ``DYNAMICS_LIMITS``, the built-in robot's; :func:`navintent.evaluation.config.dynamics_limits`), i.e.
+    :func:`navintent.objectives.dynamics` > 0."""
     wp = torch.as_tensor(np.asarray(waypoints, dtype=np.float64))
     if wp.ndim != 3 or wp.shape[-1] != 2:
         raise ValueError(f"waypoints must be [S, T, 2], got {tuple(wp.shape)}")
     if wp.shape[0] == 0:
         return np.zeros(0, dtype=bool)
-    return (dynamics(wp, ObjectiveContext(dt=dt), **DYNAMICS_LIMITS) > 0).numpy()
+    return (dynamics(wp, ObjectiveContext(dt=dt), **(limits or DYNAMICS_LIMITS)) > 0).numpy()
 
 
 def mean_finite(values: list[float | None]) -> float | None:
